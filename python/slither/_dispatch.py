@@ -1,0 +1,390 @@
+"""The dispatch engine: the one loop behind map, imap, map_batches, imap_batches and dispatch.
+
+::
+
+    iterable ─▶ batching (lazy) ─▶ pickle ─▶ core.submit ─┐   at most max_in_flight batches outstanding
+                                                          ▼
+    caller ◀── ordered buffer / as completed ◀── run.next() (GIL released, Ctrl-C checked)
+                                   └── failures ─▶ policy: raise | skip | retry (resubmit only the failed items)
+
+Every input item leaves as ``(index, result)`` or ``(index, Failure)``. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import heapq
+import pickle
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from slither import errors
+from slither._functions import describe, function_ref
+from slither._progress import Progress
+from slither.batching import AutoBatch, Batching
+from slither.outcome import Failure, Retry, RunStats
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+Entry = tuple[int, Any, "Failure | None"]
+
+
+class _Batch:
+    __slots__ = ("attempts", "indices", "items", "tag")
+
+    def __init__(self, tag: int, indices: list[int], items: list[Any], attempts: int = 1) -> None:
+        self.tag = tag
+        self.indices = indices
+        self.items = items
+        self.attempts = attempts
+
+
+def decide(policy: Any, failure: Failure) -> str:
+    """The policy's verdict for one failure: "raise", "skip" or "retry"."""
+    if policy == "raise" or policy == "skip":
+        return policy
+    if policy == "retry":
+        policy = Retry()
+    if isinstance(policy, Retry):
+        return "retry" if failure.attempts < policy.attempts else policy.then
+    verdict = policy(failure)
+    if verdict not in ("raise", "skip", "retry"):
+        raise errors.ConfigError(f"on_error callable returned {verdict!r}; expected 'raise', 'skip' or 'retry'")
+    return verdict
+
+
+def check_policy(policy: Any) -> None:
+    if policy in ("raise", "skip", "retry") or isinstance(policy, Retry) or callable(policy):
+        return
+    raise errors.ConfigError(
+        f"on_error must be 'raise', 'skip', 'retry', a slither.Retry or a callable, got {policy!r}"
+    )
+
+
+def _retry_delay(policy: Any, attempts: int) -> float:
+    base = policy.backoff if isinstance(policy, Retry) else 0.05
+    return base * (2 ** (attempts - 1))
+
+
+class Engine:
+    """One dispatch over one pool. Iterate ``entries()``; read ``stats()`` afterwards."""
+
+    def __init__(
+        self,
+        pool: Any,
+        fn: str | Callable[..., Any],
+        iterable: Iterable[Any],
+        *,
+        mode: str,
+        batching: Batching,
+        max_in_flight: int,
+        ordered: bool,
+        timeout: float | None,
+        on_error: Any,
+        pin: tuple[int, int] | None = None,
+        progress: bool = False,
+    ) -> None:
+        check_policy(on_error)
+        if max_in_flight < 1:
+            raise errors.ConfigError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.pool = pool
+        self.core = pool._core
+        self.fn_name = describe(fn)
+        self.ref = function_ref(fn)
+        self.iterable = iterable
+        self.mode = mode
+        self.batching = batching
+        self.auto = batching if isinstance(batching, AutoBatch) else None
+        self.max_in_flight = max_in_flight
+        self.ordered = ordered
+        self.timeout = timeout
+        self.policy = on_error
+        self.pin = pin
+        self.progress = Progress(enabled=progress, desc=self.fn_name)
+        self.run = self.core.new_run()
+        self.live: dict[int, _Batch] = {}
+        self.retries: list[tuple[float, int, _Batch]] = []
+        self.next_tag = 0
+        self.batches = 0
+        self.items = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.retried = 0
+        self.started = time.perf_counter()
+        self.wall = 0.0
+
+    # -- submission ---------------------------------------------------------------------------
+    def _submit(self, batch: _Batch, ready: list[Entry]) -> None:
+        try:
+            payload = pickle.dumps((self.ref, self.mode, batch.items), PROTOCOL)
+        except Exception:
+            payload = self._drop_unpicklable(batch, ready)
+            if payload is None:
+                return
+        self.live[batch.tag] = batch
+        try:
+            self.core.submit(self.run, batch.tag, payload, len(batch.items), self.timeout, self.pin)
+        except errors.SessionLost:
+            del self.live[batch.tag]
+            exc = errors.SessionLost(f"the session's worker {self.pin[0] if self.pin else '?'} died or was replaced")
+            self._fail(batch, "session_lost", exc, None, None, None, ready, retryable=False)
+        except BaseException:
+            del self.live[batch.tag]
+            raise
+
+    def _drop_unpicklable(self, batch: _Batch, ready: list[Entry]) -> bytes | None:
+        good_idx: list[int] = []
+        good: list[Any] = []
+        for i, item in zip(batch.indices, batch.items):
+            try:
+                pickle.dumps(item, PROTOCOL)
+            except Exception as exc:
+                err = errors.SerializationError(f"item {i} cannot be pickled: {type(exc).__name__}: {exc}")
+                err.__cause__ = exc
+                self._fail(_Batch(batch.tag, [i], [item], batch.attempts), "serialization", err, None, None, None,
+                           ready, retryable=False)
+            else:
+                good_idx.append(i)
+                good.append(item)
+        if not good:
+            return None
+        batch.indices, batch.items = good_idx, good
+        try:
+            return pickle.dumps((self.ref, self.mode, good), PROTOCOL)
+        except Exception as exc:
+            err = errors.SerializationError(f"batch of items {good_idx[:5]}... cannot be pickled: {exc}")
+            self._fail(batch, "serialization", err, None, None, None, ready, retryable=False)
+            return None
+
+    def _new_batch(self, indices: list[int], items: list[Any], attempts: int = 1) -> _Batch:
+        tag = self.next_tag
+        self.next_tag += 1
+        return _Batch(tag, indices, items, attempts)
+
+    # -- completions --------------------------------------------------------------------------
+    def _complete(self, c: tuple[Any, ...], ready: list[Entry]) -> None:
+        batch_id, tag, worker, pid, kind, data, exit_code, signal, duration = c
+        batch = self.live.pop(tag)
+        if kind == "ok":
+            try:
+                reply = pickle.loads(data)
+            except Exception as exc:
+                err = errors.SerializationError(
+                    f"the result of batch {batch_id} from worker {worker} (pid {pid}) cannot be unpickled in the host: {exc}"
+                )
+                self._fail(batch, "serialization", err, batch_id, worker, pid, ready)
+                return
+            if self.auto is not None:
+                self.auto.observe(len(batch.items), duration)
+            if self.mode == "call":
+                self._ok(batch.indices[0], reply, ready)
+                return
+            item_errors: dict[int, dict[str, Any]] = {}
+            if self.mode == "item" and isinstance(reply, tuple):
+                reply, item_errors = reply
+            failed_idx: list[int] = []
+            failed_items: list[Any] = []
+            first: dict[str, Any] | None = None
+            for j, i in enumerate(batch.indices):
+                info = item_errors.get(j)
+                if info is None:
+                    self._ok(i, reply[j], ready)
+                else:
+                    first = first or info
+                    failed_idx.append(i)
+                    failed_items.append(batch.items[j])
+            if failed_idx:
+                assert first is not None
+                sub = _Batch(batch.tag, failed_idx, failed_items, batch.attempts)
+                exc, tb = _rebuild(first, worker, pid, batch_id)
+                self._fail(sub, "error", exc, batch_id, worker, pid, ready, traceback=tb, per_item=item_errors,
+                           positions=[j for j in range(len(batch.indices)) if j in item_errors])
+            return
+        if kind == "err":
+            try:
+                info = pickle.loads(data)
+            except Exception as exc:
+                info = {"kind": "error", "exc": None, "type": "?", "message": str(exc), "traceback": None}
+            exc, tb = _rebuild(info, worker, pid, batch_id)
+            fkind = {"length": "length", "serialization": "serialization", "too_large": "serialization"}.get(
+                info.get("kind"), "error"
+            )
+            self._fail(batch, fkind, exc, batch_id, worker, pid, ready, traceback=tb)
+        elif kind == "crashed":
+            cause = f"killed by {signal}" if signal else f"exited with code {exit_code}"
+            hint = " (a segmentation fault: a bug in C code or an extension)" if signal == "SIGSEGV" else ""
+            if signal == "SIGKILL":
+                hint = " (killed from outside, or by the kernel's out-of-memory killer)"
+            exc = errors.WorkerCrashed(
+                f"worker {worker} (pid {pid}) died while running batch {batch_id} of {self.fn_name} "
+                f"({len(batch.items)} items): {cause}{hint}; it has been replaced"
+            )
+            self._fail(batch, "crash", exc, batch_id, worker, pid, ready, exit_code=exit_code, signal=signal)
+        elif kind == "timeout":
+            exc = errors.BatchTimeout(
+                f"batch {batch_id} of {self.fn_name} ({len(batch.items)} items) overran its {data:g} s timeout "
+                f"on worker {worker} (pid {pid}); the worker was killed and replaced"
+            )
+            self._fail(batch, "timeout", exc, batch_id, worker, pid, ready)
+        elif kind == "session_lost":
+            exc = errors.SessionLost(f"the session's worker {worker} (pid {pid}) died before running batch {batch_id}")
+            self._fail(batch, "session_lost", exc, batch_id, worker, pid, ready, retryable=False)
+        else:
+            exc = errors.PoolClosed(f"batch {batch_id} was not run: {data}")
+            self._fail(batch, "aborted", exc, batch_id, worker, pid, ready, retryable=False)
+
+    def _ok(self, index: int, value: Any, ready: list[Entry]) -> None:
+        self.succeeded += 1
+        ready.append((index, value, None))
+
+    def _fail(
+        self,
+        batch: _Batch,
+        kind: str,
+        exc: BaseException,
+        batch_id: int | None,
+        worker: int | None,
+        pid: int | None,
+        ready: list[Entry],
+        *,
+        traceback: str | None = None,
+        exit_code: int | None = None,
+        signal: str | None = None,
+        retryable: bool = True,
+        per_item: dict[int, dict[str, Any]] | None = None,
+        positions: list[int] | None = None,
+    ) -> None:
+        def failure(n: int) -> Failure:
+            e, tb = exc, traceback
+            if per_item is not None and positions is not None:
+                e, tb = _rebuild(per_item[positions[n]], worker, pid, batch_id or 0)
+            return Failure(
+                index=batch.indices[n], item=batch.items[n], batch=batch_id or 0, worker=worker, pid=pid,
+                kind=kind, exception=e, traceback=tb, exit_code=exit_code, signal=signal,  # type: ignore[arg-type]
+                attempts=batch.attempts,
+            )
+
+        first = failure(0)
+        verdict = decide(self.policy, first)
+        if verdict == "retry" and not retryable:
+            verdict = self.policy.then if isinstance(self.policy, Retry) else "skip"
+        if verdict == "raise":
+            raise _Raise(exc, first)
+        if verdict == "retry":
+            self.retried += 1
+            again = self._new_batch(batch.indices, batch.items, batch.attempts + 1)
+            due = time.monotonic() + _retry_delay(self.policy, batch.attempts)
+            heapq.heappush(self.retries, (due, again.tag, again))
+            return
+        for n in range(len(batch.indices)):
+            self.failed += 1
+            ready.append((batch.indices[n], None, first if n == 0 else failure(n)))
+
+    # -- the loop -----------------------------------------------------------------------------
+    def entries(self) -> Iterator[Entry]:
+        """Yields ``(index, result, None)`` or ``(index, None, Failure)`` for every input item."""
+        source = self.batching.batches(enumerate(self.iterable))
+        exhausted = False
+        ready: list[Entry] = []
+        buffer: dict[int, Entry] = {}
+        next_index = 0
+        run = self.run
+        # Ordered output waits for the oldest batch; bound what piles up behind it.
+        window = self.max_in_flight * 2
+        try:
+            while True:
+                while self.retries and self.retries[0][0] <= time.monotonic() and run.in_flight < self.max_in_flight:
+                    _, _, again = heapq.heappop(self.retries)
+                    self._submit(again, ready)
+                while not exhausted and run.in_flight < self.max_in_flight and (
+                    not self.ordered or len(self.live) < window
+                ):
+                    try:
+                        indices, items = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    self.batches += 1
+                    self.items += len(indices)
+                    self._submit(self._new_batch(indices, items), ready)
+                if ready:
+                    self.progress.update(len(ready))
+                    if self.ordered:
+                        for e in ready:
+                            buffer[e[0]] = e
+                        ready.clear()
+                        while next_index in buffer:
+                            yield buffer.pop(next_index)
+                            next_index += 1
+                    else:
+                        out, ready = ready, []
+                        yield from out
+                if exhausted and not self.live and not self.retries:
+                    if self.ordered and buffer:
+                        # Indices skipped by a strategy that reorders (none do) would land here.
+                        for i in sorted(buffer):
+                            yield buffer.pop(i)
+                    break
+                wait = None
+                if self.retries:
+                    wait = max(0.0, self.retries[0][0] - time.monotonic())
+                if not self.live and wait is not None:
+                    time.sleep(wait)
+                    continue
+                c = run.next(wait)
+                if c is not None:
+                    self._complete(c, ready)
+                    while (c := run.next(0.0)) is not None:
+                        self._complete(c, ready)
+        except _Raise as r:
+            self.core.cancel(run)
+            exc = r.exc
+            try:
+                exc.failure = r.failure  # type: ignore[attr-defined]
+            except Exception:
+                pass
+            raise exc from exc.__cause__
+        except BaseException:
+            self.core.cancel(run)
+            raise
+        finally:
+            self.wall = time.perf_counter() - self.started
+            self.progress.close()
+
+    def stats(self) -> RunStats:
+        return RunStats(
+            batches=self.batches, items=self.items, succeeded=self.succeeded, failed=self.failed,
+            retried_batches=self.retried, max_in_flight_seen=self.run.max_in_flight_seen, wall_s=self.wall,
+        )
+
+
+class _Raise(Exception):
+    def __init__(self, exc: BaseException, failure: Failure) -> None:
+        self.exc = exc
+        self.failure = failure
+
+
+def _rebuild(info: dict[str, Any], worker: int | None, pid: int | None, batch_id: int) -> tuple[BaseException, str | None]:
+    """The worker's exception as an object of its own type where it unpickles, else TaskError."""
+    tb = info.get("traceback")
+    exc: BaseException | None = None
+    raw = info.get("exc")
+    if raw is not None:
+        try:
+            exc = pickle.loads(raw)
+        except Exception:
+            exc = None
+    kind = info.get("kind")
+    where = f"worker {worker} (pid {pid}), batch {batch_id}"
+    if kind == "length":
+        exc = errors.BatchLengthError(f"{info.get('message')} (batch {batch_id}, {where})")
+    elif kind in ("serialization", "too_large"):
+        index = info.get("index")
+        which = f"result {index} of " if index is not None else "the result of "
+        exc = errors.SerializationError(f"{which}batch {batch_id} cannot be sent back from {where}: {info.get('message')}")
+    elif exc is None:
+        exc = errors.TaskError(f"{info.get('type')}: {info.get('message')} (raised in {where})")
+    if tb:
+        exc.__cause__ = errors.RemoteTraceback(f"{tb}(raised in {where})\n")
+    if hasattr(exc, "add_note"):
+        exc.add_note(f"raised in slither {where}")
+    return exc, tb

@@ -1,0 +1,109 @@
+"""What a dispatch gives back: every input as a result or as a :class:`Failure`, and run statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FailureKind = Literal["error", "crash", "timeout", "session_lost", "serialization", "length", "aborted"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One input item that did not produce a result, and why."""
+
+    index: int
+    """Position of the item in the input."""
+    item: Any
+    batch: int
+    """Pool-wide id of the batch the item was in (the last attempt's)."""
+    worker: int | None
+    pid: int | None
+    kind: FailureKind
+    exception: BaseException | None
+    traceback: str | None
+    """The worker's formatted traceback, when user code raised."""
+    exit_code: int | None = None
+    signal: str | None = None
+    attempts: int = 1
+
+    def __str__(self) -> str:
+        where = f"worker {self.worker} (pid {self.pid})" if self.worker is not None else "the host"
+        return f"item {self.index} failed on {where} in batch {self.batch}, attempt {self.attempts}: {self.describe()}"
+
+    def describe(self) -> str:
+        if self.kind == "crash":
+            cause = f"signal {self.signal}" if self.signal else f"exit code {self.exit_code}"
+            return f"the worker died ({cause})"
+        if self.kind == "timeout":
+            return "the batch timed out; its worker was killed and replaced"
+        if self.kind == "session_lost":
+            return "the session's worker died or was replaced"
+        if self.exception is not None:
+            return f"{type(self.exception).__name__}: {self.exception}"
+        return self.kind
+
+
+@dataclass(frozen=True)
+class RunStats:
+    batches: int
+    items: int
+    succeeded: int
+    failed: int
+    retried_batches: int
+    max_in_flight_seen: int
+    wall_s: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Results of the items that succeeded (in input order when ordered) and a Failure for every other."""
+
+    results: list[Any]
+    failures: list[Failure]
+    stats: RunStats
+    indices: list[int] = field(default_factory=list, repr=False)
+    """The input index of each entry of ``results``."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def by_index(self) -> dict[int, Any]:
+        """Every input index mapped to its result or its Failure."""
+        out: dict[int, Any] = dict(zip(self.indices, self.results))
+        out.update((f.index, f) for f in self.failures)
+        return out
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One worker's answer to a broadcast."""
+
+    worker: int
+    pid: int
+    value: Any
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Run failed batches again, up to ``attempts`` times in all, waiting ``backoff * 2**n`` seconds.
+
+    A batch whose worker died is retried on a live worker. When attempts run out, ``then`` applies.
+    """
+
+    attempts: int = 3
+    backoff: float = 0.05
+    then: Literal["skip", "raise"] = "raise"
+
+    def __post_init__(self) -> None:
+        from slither.errors import ConfigError
+
+        if self.attempts < 1:
+            raise ConfigError(f"Retry attempts must be at least 1, got {self.attempts}")
+        if self.then not in ("skip", "raise"):
+            raise ConfigError(f"Retry then= must be 'skip' or 'raise', got {self.then!r}")
+
+
+OnError = Literal["raise", "skip", "retry"] | Retry | Callable[[Failure], str]

@@ -1,0 +1,417 @@
+"""``slither.Pool``: isolated Python worker processes, coordinated by the Rust core.
+
+The pool object is thin: it builds the configuration, starts the core (which spawns and supervises the
+workers), and runs every dispatch through :mod:`slither._dispatch`. It is safe to share between host
+threads; each call gets its own run in the core.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import os
+import pickle
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from slither import errors
+from slither._dispatch import Engine
+from slither._functions import function_ref
+from slither._native import _slither
+from slither._workerpath import worker_env
+from slither.batching import AutoBatch, Batching, FixedBatch, resolve_batching
+from slither.outcome import Outcome, Reply
+from slither.session import Session
+from slither.stats import PoolStats
+from slither.telemetry import Telemetry
+
+_live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all_pools() -> None:
+    for pool in list(_live_pools):
+        pool.terminate()
+
+
+class Pool:
+    """A fixed number of fresh Python interpreters, ready when the constructor returns.
+
+    Args:
+        workers: number of worker processes (default: ``os.cpu_count()``).
+        python: interpreter for the workers (default: the host's ``sys.executable``).
+        env: extra environment variables for the workers.
+        init: a function (or ``"module:function"``) run once in each worker before its first batch.
+        init_args: positional arguments for ``init``.
+        store: a :class:`slither.Store` the workers can read and write via ``slither.worker.store``.
+        max_tasks_per_worker: replace a worker after this many batches (losing nothing).
+        max_memory_per_worker: replace a worker whose resident memory (bytes) stays above this.
+        max_result_bytes: largest pickled batch result a worker may send back (default 1 GiB).
+        startup_timeout: seconds to wait for every worker's hello and init.
+        shutdown_grace: seconds between the polite stop, SIGTERM and SIGKILL.
+
+    Use it as a context manager: ``close()`` lets submitted work finish and stops the workers;
+    ``terminate()`` stops them now. Exiting the interpreter or collecting the pool also stops them, and
+    if the host process dies (even by SIGKILL) every worker exits with it.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        python: str | None = None,
+        env: dict[str, str] | None = None,
+        init: str | Callable[..., Any] | None = None,
+        init_args: tuple[Any, ...] = (),
+        store: Any = None,
+        max_tasks_per_worker: int | None = None,
+        max_memory_per_worker: int | None = None,
+        max_result_bytes: int = 1 << 30,
+        startup_timeout: float = 60.0,
+        shutdown_grace: float = 2.0,
+        forward_output: bool = True,
+    ) -> None:
+        n = (os.cpu_count() or 1) if workers is None else workers
+        if not isinstance(n, int) or n < 1:
+            raise errors.ConfigError(f"workers must be a positive integer, got {workers!r}")
+        interpreter = python or sys.executable
+        same_interpreter = os.path.realpath(interpreter) == os.path.realpath(sys.executable)
+        config = {
+            "workers": n,
+            "python": interpreter,
+            "env": worker_env(env or {}, same_interpreter),
+            "cwd": os.getcwd(),
+            "startup_timeout": float(startup_timeout),
+            "shutdown_grace": float(shutdown_grace),
+            "max_tasks_per_worker": max_tasks_per_worker,
+            "max_memory_per_worker": max_memory_per_worker,
+            "forward_output": forward_output,
+        }
+        init_spec = {
+            "sys_path": _worker_sys_path(same_interpreter),
+            "init": function_ref(init) if init is not None else None,
+            "init_args": tuple(init_args),
+            "store": store is not None,
+            "max_result_bytes": int(max_result_bytes),
+        }
+        self._store = store
+        self._core = _slither.PoolCore(config, pickle.dumps(init_spec, pickle.HIGHEST_PROTOCOL),
+                                       store._inner if store is not None else None)
+        self._closed = False
+        self._lock = threading.Lock()
+        self._telemetry = Telemetry(self._core)
+        self._futures: _FutureCollector | None = None
+        _live_pools.add(self)
+        try:
+            ready = self._core.wait_ready(startup_timeout)
+        except BaseException:
+            self.terminate()
+            raise
+        if not ready:
+            self.terminate()
+            raise errors.PoolBroken(f"workers did not become ready within startup_timeout={startup_timeout} s")
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.terminate()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stops accepting work, lets every submitted batch finish, then stops the workers."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._core.drain(timeout)
+        finally:
+            self._shutdown(graceful=True)
+
+    def terminate(self) -> None:
+        """Stops the workers now: SIGTERM to each process group, a bounded grace, then SIGKILL."""
+        self._closed = True
+        self._shutdown(graceful=False)
+
+    def _shutdown(self, graceful: bool) -> None:
+        core = getattr(self, "_core", None)
+        if core is None:
+            return
+        core.shutdown(graceful)
+        if self._futures is not None:
+            self._futures.stop()
+        self._telemetry.close()
+        _live_pools.discard(self)
+
+    def __del__(self) -> None:
+        try:
+            self.terminate()
+        except Exception:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def size(self) -> int:
+        return int(self._core.size)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.PoolClosed("the pool is closed")
+
+    # -- dispatch -----------------------------------------------------------------------------
+    def _engine(
+        self,
+        fn: str | Callable[..., Any],
+        iterable: Iterable[Any],
+        *,
+        mode: str,
+        batch_size: int | None,
+        batching: Batching | None,
+        default_batch: int | None,
+        max_in_flight: int | None,
+        ordered: bool,
+        timeout: float | None,
+        on_error: Any,
+        progress: bool,
+        pin: tuple[int, int] | None = None,
+    ) -> Engine:
+        self._check_open()
+        strategy = resolve_batching(batching, batch_size, default_batch)
+        if isinstance(strategy, AutoBatch):
+            strategy = AutoBatch()
+        return Engine(
+            self, fn, iterable, mode=mode, batching=strategy,
+            max_in_flight=max_in_flight if max_in_flight is not None else 2 * self.size,
+            ordered=ordered, timeout=timeout, on_error=on_error, pin=pin, progress=progress,
+        )
+
+    def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, batch_size: int | None = None,
+             batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
+             timeout: float | None = None, on_error: Any = "raise", progress: bool = False,
+             _pin: tuple[int, int] | None = None) -> Iterator[Any]:
+        """Streams ``fn(item)`` for every item, in input order (or as completed with ``ordered=False``).
+
+        Input is consumed lazily: at most ``max_in_flight`` batches (default ``2 × workers``) are
+        outstanding. Under ``on_error="skip"`` failed items are left out (use :meth:`dispatch` to see them).
+        """
+        engine = self._engine(fn, iterable, mode="item", batch_size=batch_size, batching=batching, default_batch=None,
+                              max_in_flight=max_in_flight, ordered=ordered, timeout=timeout, on_error=on_error,
+                              progress=progress, pin=_pin)
+        return (value for _, value, failure in engine.entries() if failure is None)
+
+    def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
+        """``fn(item)`` for every item, as a list in input order. Same options as :meth:`imap`."""
+        return list(self.imap(fn, iterable, **kwargs))
+
+    def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, batch_size: int | None = None,
+                     batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
+                     timeout: float | None = None, on_error: Any = "raise", progress: bool = False,
+                     _pin: tuple[int, int] | None = None) -> Iterator[Any]:
+        """Calls ``fn(list_of_items) -> list`` once per batch and streams the per-item results.
+
+        A batch function must return a list of the same length as its batch; anything else fails the
+        batch with :class:`~slither.errors.BatchLengthError`.
+        """
+        engine = self._engine(fn, iterable, mode="batch", batch_size=batch_size, batching=batching, default_batch=64,
+                              max_in_flight=max_in_flight, ordered=ordered, timeout=timeout, on_error=on_error,
+                              progress=progress, pin=_pin)
+        return (value for _, value, failure in engine.entries() if failure is None)
+
+    def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
+        """``fn(batch)`` per batch, results flattened into one list in input order."""
+        return list(self.imap_batches(fn, iterable, **kwargs))
+
+    def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, per: str = "item",
+                 batch_size: int | None = None, batching: Batching | None = None, max_in_flight: int | None = None,
+                 ordered: bool = True, timeout: float | None = None, on_error: Any = "skip",
+                 progress: bool = False, _pin: tuple[int, int] | None = None) -> Outcome:
+        """Runs the whole input and returns an :class:`~slither.Outcome`: every item's result or Failure.
+
+        ``per="item"`` calls ``fn(item)``; ``per="batch"`` calls ``fn(batch) -> list``.
+        """
+        if per not in ("item", "batch"):
+            raise errors.ConfigError(f"per must be 'item' or 'batch', got {per!r}")
+        engine = self._engine(fn, iterable, mode=per, batch_size=batch_size, batching=batching,
+                              default_batch=None if per == "item" else 64, max_in_flight=max_in_flight,
+                              ordered=ordered, timeout=timeout, on_error=on_error, progress=progress, pin=_pin)
+        results: list[Any] = []
+        indices: list[int] = []
+        failures = []
+        for index, value, failure in engine.entries():
+            if failure is None:
+                results.append(value)
+                indices.append(index)
+            else:
+                failures.append(failure)
+        return Outcome(results=results, failures=failures, stats=engine.stats(), indices=indices)
+
+    # -- single calls -------------------------------------------------------------------------
+    def call(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Runs ``fn(*args, **kwargs)`` once in a worker and returns its result."""
+        return self._call(fn, args, kwargs, None, None)
+
+    def _call(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], pin: tuple[int, int] | None,
+              timeout: float | None) -> Any:
+        self._check_open()
+        engine = Engine(self, fn, [(args, kwargs)], mode="call", batching=FixedBatch(1), max_in_flight=1,
+                        ordered=False, timeout=timeout, on_error="raise", pin=pin)
+        for _, value, _failure in engine.entries():
+            return value
+        raise errors.SlitherError("call produced no result")  # unreachable: every item yields an entry
+
+    def submit(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        """Like :meth:`call`, but returns a :class:`concurrent.futures.Future` at once."""
+        self._check_open()
+        with self._lock:
+            if self._futures is None:
+                self._futures = _FutureCollector(self)
+        return self._futures.submit(fn, args, kwargs)
+
+    def broadcast(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> dict[int, Reply]:
+        """Calls ``fn(*args, **kwargs)`` exactly once on every live worker: ``{worker index: Reply}``."""
+        self._check_open()
+        targets = [(w["index"], w["generation"], w["pid"]) for w in self._core.workers() if w["state"] == "ready"]
+        payload = pickle.dumps((function_ref(fn), "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
+        run = self._core.new_run()
+        for index, generation, _pid in targets:
+            self._core.submit(run, index, payload, 1, None, (index, generation))
+        from slither._dispatch import _rebuild
+
+        replies: dict[int, Reply] = {}
+        try:
+            while len(replies) < len(targets):
+                c = run.next(None)
+                batch_id, tag, worker, pid, kind, data, exit_code, signal, _ = c
+                if kind == "ok":
+                    replies[tag] = Reply(worker=tag, pid=pid, value=pickle.loads(data))
+                elif kind == "err":
+                    exc, _tb = _rebuild(pickle.loads(data), worker, pid, batch_id)
+                    raise exc from exc.__cause__
+                elif kind == "crashed":
+                    raise errors.WorkerCrashed(
+                        f"worker {worker} (pid {pid}) died during broadcast: "
+                        + (f"killed by {signal}" if signal else f"exit code {exit_code}")
+                    )
+                else:
+                    raise errors.SessionLost(f"worker {tag} was replaced during broadcast ({kind})")
+        except BaseException:
+            self._core.cancel(run)
+            raise
+        return dict(sorted(replies.items()))
+
+    # -- sessions, introspection --------------------------------------------------------------
+    def session(self, name: str | None = None, *, cleanup: str | Callable[..., Any] | None = None) -> Session:
+        """A session pinned to one worker (the least loaded now): strict affinity for every call.
+
+        If that worker dies, the session's next call raises :class:`~slither.errors.SessionLost`.
+        ``cleanup`` runs on the worker when the session closes (if it is still alive).
+        """
+        self._check_open()
+        worker, generation = self._core.open_session()
+        return Session(self, name, worker, generation, cleanup)
+
+    def stats(self) -> PoolStats:
+        return PoolStats.from_core(self._core.stats())
+
+    def workers_info(self) -> list[dict[str, Any]]:
+        """Per worker: index, pid, generation, state, Python version, whether its GIL is on."""
+        return list(self._core.workers())
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Calls ``callback(event)`` for every telemetry event; returns a function that unsubscribes."""
+        return self._telemetry.subscribe(callback)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<slither.Pool workers={self.size} {state}>"
+
+
+class _FutureCollector:
+    """Backs ``Pool.submit``: one run in the core, one daemon thread resolving futures as calls finish."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = weakref.ref(pool)
+        self._core = pool._core
+        self._run = self._core.new_run()
+        self._futures: dict[int, concurrent.futures.Future[Any]] = {}
+        self._lock = threading.Lock()
+        self._tag = 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="slither-futures", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> concurrent.futures.Future[Any]:
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        payload = pickle.dumps((function_ref(fn), "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            self._tag += 1
+            tag = self._tag
+            self._futures[tag] = fut
+        try:
+            self._core.submit(self._run, tag, payload, 1, None, None)
+        except BaseException:
+            with self._lock:
+                self._futures.pop(tag, None)
+            raise
+        fut.set_running_or_notify_cancel()
+        return fut
+
+    def _loop(self) -> None:
+        from slither._dispatch import _rebuild
+
+        while not self._stopped.is_set():
+            try:
+                c = self._run.next(0.2)
+            except BaseException:  # noqa: BLE001 - interpreter shutting down
+                return
+            if c is None:
+                continue
+            batch_id, tag, worker, pid, kind, data, exit_code, signal, _ = c
+            with self._lock:
+                fut = self._futures.pop(tag, None)
+            if fut is None:
+                continue
+            try:
+                if kind == "ok":
+                    fut.set_result(pickle.loads(data))
+                elif kind == "err":
+                    exc, _ = _rebuild(pickle.loads(data), worker, pid, batch_id)
+                    fut.set_exception(exc)
+                elif kind == "crashed":
+                    cause = f"killed by {signal}" if signal else f"exit code {exit_code}"
+                    fut.set_exception(errors.WorkerCrashed(f"worker {worker} (pid {pid}) died running the call: {cause}"))
+                elif kind == "timeout":
+                    fut.set_exception(errors.BatchTimeout(f"call timed out on worker {worker}"))
+                else:
+                    fut.set_exception(errors.PoolClosed(f"call was not run: {data}"))
+            except Exception as exc:  # noqa: BLE001 - an unpicklable result must still resolve the future
+                fut.set_exception(errors.SerializationError(f"call result could not be unpickled: {exc}"))
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._lock:
+            pending = list(self._futures.values())
+            self._futures.clear()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(errors.PoolClosed("the pool was closed before the call finished"))
+
+
+def _worker_sys_path(same_interpreter: bool) -> list[str]:
+    """The host's import path for workers, so that functions importable here are importable there."""
+    cwd = os.getcwd()
+    paths = [cwd if p == "" else p for p in sys.path]
+    if same_interpreter:
+        return paths
+    # Another interpreter keeps its own stdlib and site-packages; pass only the user's directories.
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    return [p for p in paths if not any(os.path.realpath(p).startswith(pre) for pre in prefixes)]

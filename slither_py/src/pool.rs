@@ -1,0 +1,206 @@
+//! `PoolCore` and `RunCore`: frozen handles over the core pool. Payloads cross as bytes; configuration,
+//! statistics and events cross with pythonize.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pythonize::{depythonize, pythonize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use slither_core::pool::{Job, Outcome, Pin, Pool, Run};
+use slither_core::PoolConfig;
+
+use crate::errors::{to_pyerr, ConfigError};
+use crate::store::StoreCore;
+use crate::wait::wait_for;
+
+#[pyclass(frozen, weakref, module = "slither._slither")]
+pub struct PoolCore {
+    pool: Pool,
+}
+
+#[pyclass(frozen, module = "slither._slither")]
+pub struct RunCore {
+    run: Run,
+}
+
+fn deadline(timeout: Option<f64>) -> Option<Instant> {
+    timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)))
+}
+
+#[pymethods]
+impl PoolCore {
+    /// Starts the workers; returns at once. Call `wait_ready` to wait for their hello.
+    #[new]
+    #[pyo3(signature = (config, init_payload, store=None))]
+    fn new(config: &Bound<'_, PyDict>, init_payload: Vec<u8>, store: Option<&Bound<'_, StoreCore>>) -> PyResult<Self> {
+        let cfg: PoolConfig =
+            depythonize(config.as_any()).map_err(|e| ConfigError::new_err(format!("invalid pool configuration: {e}")))?;
+        let store = store.map(|s| s.get().core());
+        let pool = Pool::start(cfg, init_payload, store).map_err(to_pyerr)?;
+        Ok(PoolCore { pool })
+    }
+
+    /// Waits until every worker is ready; False if `timeout` passed first.
+    #[pyo3(signature = (timeout=None))]
+    fn wait_ready(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let pool = &self.pool;
+        let got = wait_for(py, deadline(timeout), |slice| match pool.wait_ready(slice) {
+            Ok(true) => Some(Ok(())),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        })?;
+        match got {
+            Some(r) => r.map(|_| true).map_err(to_pyerr),
+            None => Ok(false),
+        }
+    }
+
+    fn new_run(&self) -> RunCore {
+        RunCore { run: self.pool.new_run() }
+    }
+
+    /// Queues one batch; never waits for a worker. Returns the pool-wide batch id.
+    #[pyo3(signature = (run, tag, payload, items, timeout=None, pin=None))]
+    fn submit(
+        &self,
+        run: &Bound<'_, RunCore>,
+        tag: u64,
+        payload: Vec<u8>,
+        items: u32,
+        timeout: Option<f64>,
+        pin: Option<(usize, u64)>,
+    ) -> PyResult<u64> {
+        if let Some(t) = timeout {
+            if !(t > 0.0 && t.is_finite()) {
+                return Err(ConfigError::new_err(format!("timeout must be a positive number of seconds, got {t}")));
+            }
+        }
+        let job = Job {
+            tag,
+            payload: Arc::new(payload),
+            items,
+            timeout: timeout.map(Duration::from_secs_f64),
+            pin: pin.map(|(worker, generation)| Pin { worker, generation }),
+        };
+        self.pool.submit(&run.get().run, job).map_err(to_pyerr)
+    }
+
+    fn cancel(&self, run: &Bound<'_, RunCore>) {
+        self.pool.cancel(&run.get().run)
+    }
+
+    fn open_session(&self) -> PyResult<(usize, u64)> {
+        self.pool.open_session().map(|p| (p.worker, p.generation)).map_err(to_pyerr)
+    }
+
+    fn close_session(&self, worker: usize, generation: u64) {
+        self.pool.close_session(Pin { worker, generation })
+    }
+
+    fn session_alive(&self, worker: usize, generation: u64) -> bool {
+        self.pool.session_alive(Pin { worker, generation })
+    }
+
+    fn workers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        pythonize(py, &self.pool.workers()).map_err(|e| ConfigError::new_err(e.to_string()))
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        pythonize(py, &self.pool.stats()).map_err(|e| ConfigError::new_err(e.to_string()))
+    }
+
+    #[getter]
+    fn size(&self) -> usize {
+        self.pool.size()
+    }
+
+    /// Turns event recording on or off (off: emitting costs one atomic load).
+    fn set_events(&self, on: bool) {
+        self.pool.events().set_active(on)
+    }
+
+    /// Up to `max` recorded events, waiting up to `timeout` for the first.
+    #[pyo3(signature = (max=1024, timeout=0.0))]
+    fn next_events<'py>(&self, py: Python<'py>, max: usize, timeout: f64) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let rx = self.pool.event_receiver();
+        let mut got = Vec::new();
+        if timeout > 0.0 {
+            if let Some(first) = wait_for(py, deadline(Some(timeout)), |slice| rx.recv_timeout(slice).ok())? {
+                got.push(first);
+            }
+        }
+        while got.len() < max {
+            match rx.try_recv() {
+                Ok(e) => got.push(e),
+                Err(_) => break,
+            }
+        }
+        got.iter().map(|e| pythonize(py, e).map_err(|e| ConfigError::new_err(e.to_string()))).collect()
+    }
+
+    /// Stops accepting work and waits until everything submitted has answered. False if `timeout` passed.
+    #[pyo3(signature = (timeout=None))]
+    fn drain(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let pool = &self.pool;
+        let got = wait_for(py, deadline(timeout), |slice| match pool.drain(slice) {
+            Ok(true) => Some(()),
+            _ => None,
+        })?;
+        Ok(got.is_some())
+    }
+
+    /// Stops every worker (SHUTDOWN frame if graceful, SIGTERM, grace, SIGKILL). Idempotent.
+    fn shutdown(&self, py: Python<'_>, graceful: bool) {
+        let pool = &self.pool;
+        py.detach(|| pool.shutdown(graceful))
+    }
+
+    #[getter]
+    fn stopped(&self) -> bool {
+        self.pool.is_stopped()
+    }
+}
+
+#[pymethods]
+impl RunCore {
+    /// The next completion as a tuple
+    /// `(batch, tag, worker, pid, kind, data, exit_code, signal, duration)`, or None after `timeout` seconds.
+    /// `kind` is one of "ok", "err", "crashed", "timeout", "session_lost", "aborted".
+    #[pyo3(signature = (timeout=None))]
+    fn next<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let run = &self.run;
+        let got = match run.try_next() {
+            Some(c) => Some(c),
+            None => wait_for(py, deadline(timeout), |slice| run.next(slice))?,
+        };
+        let Some(c) = got else { return Ok(None) };
+        let none = py.None().into_bound(py);
+        let (kind, data, code, sig): (&str, Bound<'py, PyAny>, Option<i32>, Option<String>) = match c.outcome {
+            Outcome::Ok(b) => ("ok", PyBytes::new(py, &b).into_any(), None, None),
+            Outcome::Err(b) => ("err", PyBytes::new(py, &b).into_any(), None, None),
+            Outcome::Crashed { exit_code, signal } => ("crashed", none, exit_code, signal),
+            Outcome::Timeout { seconds } => ("timeout", seconds.into_pyobject(py)?.into_any(), None, None),
+            Outcome::SessionLost => ("session_lost", none, None, None),
+            Outcome::Aborted(why) => ("aborted", why.into_pyobject(py)?.into_any(), None, None),
+        };
+        let t = (c.batch, c.tag, c.worker, c.pid, kind, data, code, sig, c.duration).into_pyobject(py)?;
+        Ok(Some(t))
+    }
+
+    #[getter]
+    fn in_flight(&self) -> usize {
+        self.run.in_flight()
+    }
+
+    #[getter]
+    fn max_in_flight_seen(&self) -> usize {
+        self.run.max_in_flight_seen()
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PoolCore>()?;
+    m.add_class::<RunCore>()?;
+    Ok(())
+}
