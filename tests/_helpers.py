@@ -1,0 +1,95 @@
+"""Worker-importable functions for the tests (imported by name in the workers: tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+_state: dict[str, object] = {}
+
+
+def inc(x):
+    return x + 1
+
+
+def square(x):
+    return x * x
+
+
+def pid(_=None):
+    return os.getpid()
+
+
+def boom(x):
+    raise ValueError(f"bad item {x}")
+
+
+def fail_on(x, bad=frozenset({3})):
+    if x in bad:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def segfault_on(x, bad=frozenset({3})):
+    if x in bad:
+        import ctypes
+
+        ctypes.string_at(0)
+    return x
+
+
+def exit_on(x, bad=frozenset({3})):
+    if x in bad:
+        os._exit(3)
+    return x
+
+
+def sleep_on(x, bad=frozenset({3}), seconds=1000.0):
+    if x in bad:
+        time.sleep(seconds)
+    return x
+
+
+def spin_on(x, bad=frozenset({3})):
+    if x in bad:
+        while True:
+            pass
+    return x
+
+
+def batch_double(items):
+    return [i * 2 for i in items]
+
+
+def batch_wrong_length(items):
+    return items[:-1]
+
+
+def batch_not_list(items):
+    return tuple(items)
+
+
+def remember(key, value):
+    _state[key] = value
+    return os.getpid()
+
+
+def recall(key):
+    return _state.get(key)
+
+
+def state_keys():
+    return sorted(_state)
+
+
+def init_set(value):
+    _state["init"] = value
+
+
+def init_raises():
+    raise RuntimeError("init failed on purpose")
+
+
+def slow(x, seconds=0.01):
+    time.sleep(seconds)
+    return x
