@@ -8,7 +8,7 @@ cloudpickle.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import pickle
 import sys
 from collections.abc import Callable
