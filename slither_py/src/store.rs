@@ -1,0 +1,142 @@
+//! `StoreCore` and `SnapshotCore`: frozen handles over the core store. Keys and values cross as bytes
+//! (encoded and pickled by `python/slither/store.py`); reads never take a lock, writes wait for the writer
+//! lock with the interpreter detached.
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::sync::Arc;
+
+use slither_core::store::Snapshot;
+use slither_core::Store;
+
+use crate::errors::to_pyerr;
+
+#[pyclass(frozen, module = "slither._slither")]
+pub struct StoreCore {
+    inner: Arc<Store>,
+}
+
+impl StoreCore {
+    pub fn core(&self) -> Arc<Store> {
+        self.inner.clone()
+    }
+}
+
+#[pyclass(frozen, module = "slither._slither")]
+pub struct SnapshotCore {
+    snap: Arc<Snapshot>,
+}
+
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn items<'py>(py: Python<'py>, snap: &Snapshot, table: &str) -> Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+    snap.table(table)
+        .map(|t| t.entries.iter().map(|(k, v)| (PyBytes::new(py, k), PyBytes::new(py, v))).collect())
+        .unwrap_or_default()
+}
+
+fn keys<'py>(py: Python<'py>, snap: &Snapshot, table: &str) -> Vec<Bound<'py, PyBytes>> {
+    snap.table(table).map(|t| t.entries.keys().map(|k| PyBytes::new(py, k)).collect()).unwrap_or_default()
+}
+
+#[pymethods]
+impl StoreCore {
+    #[new]
+    fn new() -> Self {
+        StoreCore { inner: Arc::new(Store::new()) }
+    }
+
+    fn get<'py>(&self, py: Python<'py>, table: &str, key: &[u8]) -> Option<Bound<'py, PyBytes>> {
+        self.inner.get(table, key).map(|v| PyBytes::new(py, &v))
+    }
+
+    fn version(&self, table: &str) -> u64 {
+        self.inner.version(table)
+    }
+
+    fn put(&self, py: Python<'_>, table: &str, key: Vec<u8>, value: Vec<u8>) -> PyResult<u64> {
+        let s = &self.inner;
+        py.detach(|| s.put(table, key, value)).map_err(to_pyerr)
+    }
+
+    fn put_many(&self, py: Python<'_>, table: &str, pairs: Pairs) -> PyResult<u64> {
+        let s = &self.inner;
+        py.detach(|| s.put_many(table, pairs)).map_err(to_pyerr)
+    }
+
+    fn delete(&self, py: Python<'_>, table: &str, key: Vec<u8>) -> PyResult<bool> {
+        let s = &self.inner;
+        py.detach(|| s.delete(table, &key)).map_err(to_pyerr)
+    }
+
+    #[pyo3(signature = (table, key, expected, new))]
+    fn compare_and_swap(
+        &self,
+        py: Python<'_>,
+        table: &str,
+        key: Vec<u8>,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> PyResult<bool> {
+        let s = &self.inner;
+        py.detach(|| s.compare_and_swap(table, &key, expected.as_deref(), new)).map_err(to_pyerr)
+    }
+
+    fn reload(&self, py: Python<'_>, table: &str, pairs: Pairs) -> PyResult<u64> {
+        let s = &self.inner;
+        py.detach(|| s.reload(table, pairs)).map_err(to_pyerr)
+    }
+
+    fn keys<'py>(&self, py: Python<'py>, table: &str) -> Vec<Bound<'py, PyBytes>> {
+        keys(py, &self.inner.snapshot(), table)
+    }
+
+    fn items<'py>(&self, py: Python<'py>, table: &str) -> Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        items(py, &self.inner.snapshot(), table)
+    }
+
+    fn len(&self, table: &str) -> usize {
+        self.inner.snapshot().table(table).map_or(0, |t| t.entries.len())
+    }
+
+    fn tables(&self) -> Vec<String> {
+        self.inner.snapshot().table_names()
+    }
+
+    fn snapshot(&self) -> SnapshotCore {
+        SnapshotCore { snap: self.inner.snapshot() }
+    }
+}
+
+#[pymethods]
+impl SnapshotCore {
+    fn get<'py>(&self, py: Python<'py>, table: &str, key: &[u8]) -> Option<Bound<'py, PyBytes>> {
+        self.snap.get(table, key).map(|v| PyBytes::new(py, &v))
+    }
+
+    fn version(&self, table: &str) -> u64 {
+        self.snap.version(table)
+    }
+
+    fn keys<'py>(&self, py: Python<'py>, table: &str) -> Vec<Bound<'py, PyBytes>> {
+        keys(py, &self.snap, table)
+    }
+
+    fn items<'py>(&self, py: Python<'py>, table: &str) -> Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        items(py, &self.snap, table)
+    }
+
+    fn len(&self, table: &str) -> usize {
+        self.snap.table(table).map_or(0, |t| t.entries.len())
+    }
+
+    fn tables(&self) -> Vec<String> {
+        self.snap.table_names()
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<StoreCore>()?;
+    m.add_class::<SnapshotCore>()?;
+    Ok(())
+}
