@@ -15,7 +15,17 @@ from typing import Any
 from slither._native import _slither
 from slither._worker import storecodec as codec
 
-_MISSING = object()
+
+
+def _value(table: str, key: Any, value: Any) -> bytes:
+    try:
+        return codec.encode_value(value)
+    except Exception as exc:
+        from slither.errors import SerializationError
+
+        raise SerializationError(
+            f"value for key {key!r} in table {table!r} cannot be pickled: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 class Snapshot:
@@ -59,12 +69,12 @@ class Store(Snapshot):
 
     def put(self, table: str, key: Any, value: Any) -> int:
         """Stores ``value`` under ``key``; returns the table's new version."""
-        return int(self._inner.put(table, codec.encode_key(key), codec.encode_value(value)))
+        return int(self._inner.put(table, codec.encode_key(key), _value(table, key, value)))
 
     def put_many(self, table: str, mapping: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> int:
         """Writes every pair as one change: readers see all of them or none."""
         pairs = mapping.items() if isinstance(mapping, Mapping) else mapping
-        return int(self._inner.put_many(table, [(codec.encode_key(k), codec.encode_value(v)) for k, v in pairs]))
+        return int(self._inner.put_many(table, [(codec.encode_key(k), _value(table, k, v)) for k, v in pairs]))
 
     def delete(self, table: str, key: Any) -> bool:
         return bool(self._inner.delete(table, codec.encode_key(key)))
@@ -78,7 +88,7 @@ class Store(Snapshot):
         while True:
             raw = self._inner.get(table, k)
             new = fn(default if raw is None else codec.decode_value(raw))
-            if self._inner.compare_and_swap(table, k, None if raw is None else bytes(raw), codec.encode_value(new)):
+            if self._inner.compare_and_swap(table, k, None if raw is None else bytes(raw), _value(table, key, new)):
                 return new
 
     def reload(self, table: str, source: Mapping[Any, Any] | Callable[[], Mapping[Any, Any]]) -> int:
@@ -90,7 +100,7 @@ class Store(Snapshot):
         mapping = source() if callable(source) else source
         if not isinstance(mapping, Mapping):
             raise TypeError(f"reload needs a mapping (or a loader returning one), got {type(mapping).__name__}")
-        pairs = [(codec.encode_key(k), codec.encode_value(v)) for k, v in mapping.items()]
+        pairs = [(codec.encode_key(k), _value(table, k, v)) for k, v in mapping.items()]
         return int(self._inner.reload(table, pairs))
 
     def snapshot(self) -> Snapshot:

@@ -1,6 +1,7 @@
 //! `StoreCore` and `SnapshotCore`: frozen handles over the core store. Keys and values cross as bytes
-//! (encoded and pickled by `python/slither/store.py`); reads never take a lock, writes wait for the writer
-//! lock with the interpreter detached.
+//! (encoded and pickled by `python/slither/store.py`); reads never take a lock. Writes hold the writer lock
+//! only for pure Rust work that never needs the interpreter, so they do not detach: detaching would make a
+//! writer queue for the GIL again on every call while reader threads hold it.
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -54,37 +55,31 @@ impl StoreCore {
         self.inner.version(table)
     }
 
-    fn put(&self, py: Python<'_>, table: &str, key: Vec<u8>, value: Vec<u8>) -> PyResult<u64> {
-        let s = &self.inner;
-        py.detach(|| s.put(table, key, value)).map_err(to_pyerr)
+    fn put(&self, table: &str, key: Vec<u8>, value: Vec<u8>) -> PyResult<u64> {
+        self.inner.put(table, key, value).map_err(to_pyerr)
     }
 
-    fn put_many(&self, py: Python<'_>, table: &str, pairs: Pairs) -> PyResult<u64> {
-        let s = &self.inner;
-        py.detach(|| s.put_many(table, pairs)).map_err(to_pyerr)
+    fn put_many(&self, table: &str, pairs: Pairs) -> PyResult<u64> {
+        self.inner.put_many(table, pairs).map_err(to_pyerr)
     }
 
-    fn delete(&self, py: Python<'_>, table: &str, key: Vec<u8>) -> PyResult<bool> {
-        let s = &self.inner;
-        py.detach(|| s.delete(table, &key)).map_err(to_pyerr)
+    fn delete(&self, table: &str, key: Vec<u8>) -> PyResult<bool> {
+        self.inner.delete(table, &key).map_err(to_pyerr)
     }
 
     #[pyo3(signature = (table, key, expected, new))]
     fn compare_and_swap(
         &self,
-        py: Python<'_>,
         table: &str,
         key: Vec<u8>,
         expected: Option<Vec<u8>>,
         new: Option<Vec<u8>>,
     ) -> PyResult<bool> {
-        let s = &self.inner;
-        py.detach(|| s.compare_and_swap(table, &key, expected.as_deref(), new)).map_err(to_pyerr)
+        self.inner.compare_and_swap(table, &key, expected.as_deref(), new).map_err(to_pyerr)
     }
 
-    fn reload(&self, py: Python<'_>, table: &str, pairs: Pairs) -> PyResult<u64> {
-        let s = &self.inner;
-        py.detach(|| s.reload(table, pairs)).map_err(to_pyerr)
+    fn reload(&self, table: &str, pairs: Pairs) -> PyResult<u64> {
+        self.inner.reload(table, pairs).map_err(to_pyerr)
     }
 
     fn keys<'py>(&self, py: Python<'py>, table: &str) -> Vec<Bound<'py, PyBytes>> {
