@@ -167,6 +167,11 @@ class Pool:
         if self._closed:
             raise errors.PoolClosed("the pool is closed")
 
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Waits until every worker slot holds a ready process (e.g. after a crash replacement)."""
+        self._check_open()
+        return bool(self._core.wait_ready(timeout))
+
     # -- dispatch -----------------------------------------------------------------------------
     def _engine(
         self,
@@ -371,7 +376,7 @@ class _FutureCollector:
         while not self._stopped.is_set():
             try:
                 c = self._run.next(0.2)
-            except BaseException:  # noqa: BLE001 - interpreter shutting down
+            except BaseException:
                 return
             if c is None:
                 continue
@@ -393,7 +398,7 @@ class _FutureCollector:
                     fut.set_exception(errors.BatchTimeout(f"call timed out on worker {worker}"))
                 else:
                     fut.set_exception(errors.PoolClosed(f"call was not run: {data}"))
-            except Exception as exc:  # noqa: BLE001 - an unpicklable result must still resolve the future
+            except Exception as exc:
                 fut.set_exception(errors.SerializationError(f"call result could not be unpickled: {exc}"))
 
     def stop(self) -> None:

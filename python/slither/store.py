@@ -16,7 +16,6 @@ from slither._native import _slither
 from slither._worker import storecodec as codec
 
 
-
 def _value(table: str, key: Any, value: Any) -> bytes:
     try:
         return codec.encode_value(value)
@@ -102,6 +101,20 @@ class Store(Snapshot):
             raise TypeError(f"reload needs a mapping (or a loader returning one), got {type(mapping).__name__}")
         pairs = [(codec.encode_key(k), _value(table, k, v)) for k, v in mapping.items()]
         return int(self._inner.reload(table, pairs))
+
+    def reload_tables(self, sources: Mapping[str, Mapping[Any, Any] | Callable[[], Mapping[Any, Any]]]) -> None:
+        """Replaces several tables in one atomic step: readers see all of the new tables or none.
+
+        Every table is built first; if any loader raises, nothing changes.
+        """
+        built = []
+        for table, source in sources.items():
+            mapping = source() if callable(source) else source
+            if not isinstance(mapping, Mapping):
+                raise TypeError(f"reload_tables needs mappings (or loaders returning them); {table!r} got "
+                                f"{type(mapping).__name__}")
+            built.append((table, [(codec.encode_key(k), _value(table, k, v)) for k, v in mapping.items()]))
+        self._inner.reload_many(built)
 
     def snapshot(self) -> Snapshot:
         """A consistent view across keys and tables: ``with store.snapshot() as snap: ...``."""

@@ -71,7 +71,7 @@ class Telemetry:
                 return
             try:
                 events = core.next_events(1024, 0.2)
-            except BaseException:  # noqa: BLE001 - interpreter shutting down
+            except BaseException:
                 return
             del core
             if events:
@@ -97,7 +97,7 @@ class Telemetry:
             if core is not None:
                 try:
                     rest = core.next_events(100000, 0.0)
-                except BaseException:  # noqa: BLE001
+                except BaseException:
                     rest = []
                 if rest:
                     self._publish(rest)

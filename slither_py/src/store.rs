@@ -82,6 +82,10 @@ impl StoreCore {
         self.inner.reload(table, pairs).map_err(to_pyerr)
     }
 
+    fn reload_many(&self, tables: Vec<(String, Pairs)>) -> PyResult<()> {
+        self.inner.reload_many(tables).map_err(to_pyerr)
+    }
+
     fn keys<'py>(&self, py: Python<'py>, table: &str) -> Vec<Bound<'py, PyBytes>> {
         keys(py, &self.inner.snapshot(), table)
     }

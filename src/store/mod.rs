@@ -124,6 +124,20 @@ impl Store {
         Ok(self.version(table))
     }
 
+    /// Replaces several tables in one step: a reader sees all of the new tables or none of them.
+    pub fn reload_many(&self, tables: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>) -> Result<()> {
+        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let snap = self.current.load_full();
+        let mut all = snap.tables.clone();
+        for (name, pairs) in tables {
+            let version = snap.tables.get(&name).map_or(0, |t| t.version) + 1;
+            let entries = pairs.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+            all.insert(name, Arc::new(Table { version, entries }));
+        }
+        self.current.store(Arc::new(Snapshot { tables: all }));
+        Ok(())
+    }
+
     /// Answers one worker request (see `request.rs` for the format). Never panics on bad input.
     pub fn handle_worker_request(&self, payload: &[u8]) -> Vec<u8> {
         request::handle(self, payload)
@@ -145,6 +159,15 @@ mod tests {
         assert!(!s.delete("t", b"a").unwrap());
         assert_eq!(s.version("t"), 3);
         assert!(s.get("t", b"a").is_none());
+    }
+
+    #[test]
+    fn reload_many_swaps_tables_together() {
+        let s = Store::new();
+        s.reload_many(vec![("a".into(), vec![(b"k".to_vec(), b"1".to_vec())]), ("b".into(), vec![])]).unwrap();
+        let snap = s.snapshot();
+        assert_eq!(snap.get("a", b"k").unwrap().as_slice(), b"1");
+        assert_eq!((snap.version("a"), snap.version("b")), (1, 1));
     }
 
     #[test]

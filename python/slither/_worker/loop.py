@@ -64,7 +64,7 @@ class Worker:
             os._exit(0)
         try:
             self.init(pickle.loads(frame[2]) if frame[2] else {})
-        except BaseException as exc:  # noqa: BLE001 - any init failure is reported, then the worker exits
+        except BaseException as exc:
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             self.chan.send(framing.INIT_FAILED, 0, text.encode("utf-8", "replace"))
             os._exit(EXIT_INIT_FAILED)
@@ -98,7 +98,7 @@ class Worker:
         try:
             fn_ref, mode, data = pickle.loads(body)
             fn = resolve(fn_ref)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             self.send_error(ident, "setup", exc)
             return
         if mode == "item":
@@ -108,7 +108,7 @@ class Worker:
             for i, item in enumerate(data):
                 try:
                     append(fn(item))
-                except BaseException as exc:  # noqa: BLE001 - SystemExit from user code is an error too
+                except BaseException as exc:
                     if isinstance(exc, KeyboardInterrupt):
                         raise
                     append(None)
@@ -129,7 +129,7 @@ class Worker:
             else:
                 ((args, kwargs),) = data
                 out = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             self.send_error(ident, "length" if isinstance(exc, _LengthError) else "error", exc)
@@ -139,7 +139,7 @@ class Worker:
     def send_ok(self, ident: int, value: Any) -> None:
         try:
             payload = pickle.dumps(value, PROTOCOL)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             self.send_error(ident, "serialization", exc, index=_first_unpicklable(value))
             return
         if len(payload) > self.max_result_bytes:
@@ -173,7 +173,7 @@ def _describe(exc: BaseException) -> dict[str, Any]:
     try:
         carried: bytes | None = pickle.dumps(exc, PROTOCOL)
         pickle.loads(carried)
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         carried = None
     return {
         "kind": "error",
@@ -192,7 +192,7 @@ def _first_unpicklable(value: Any) -> int | None:
     for i, v in enumerate(value):
         try:
             pickle.dumps(v, PROTOCOL)
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             return i
     return None
 
