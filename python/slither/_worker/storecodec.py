@@ -20,7 +20,7 @@ _U64 = struct.Struct("<Q")
 def encode_key(key: Any) -> bytes:
     if isinstance(key, str):
         return b"s" + key.encode("utf-8", "surrogatepass")
-    if isinstance(key, bool) or isinstance(key, int):
+    if isinstance(key, (bool, int)):
         return b"i" + str(int(key)).encode()
     if isinstance(key, float) and key.is_integer():
         return b"i" + str(int(key)).encode()
