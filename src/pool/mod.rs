@@ -86,6 +86,10 @@ pub(crate) struct RunShared {
 }
 
 impl RunShared {
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
     fn deliver(&self, c: Completion) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         if !self.cancelled.load(Ordering::Acquire) {
@@ -229,11 +233,19 @@ impl Pool {
         Ok(batch)
     }
 
-    /// Stops delivering this run's completions and drops its batches that no worker has started.
+    /// Cancels a run: its completions stop, its batches that no worker has started are dropped, and a worker
+    /// running one of its batches is killed and replaced, so an interrupted call leaves no busy worker behind.
     pub fn cancel(&self, run: &Run) {
         run.shared.cancelled.store(true, Ordering::Release);
         let mut st = self.shared.lock();
         st.drop_queued_of(&run.shared);
+        for slot in st.slots.iter_mut() {
+            let runs_it = slot.sent.front().is_some_and(|q| Arc::ptr_eq(&q.run, &run.shared));
+            if runs_it && slot.kill_reason.is_none() && matches!(slot.phase, Phase::Ready | Phase::Draining) {
+                slot.kill_reason = Some(state::KillReason::Cancelled);
+                spawn::signal_group(slot.pid, libc::SIGKILL);
+            }
+        }
     }
 
     /// Pins a new session to the least loaded ready worker.

@@ -51,6 +51,8 @@ pub(crate) enum KillReason {
     Recycle,
     StartupTimeout,
     Stop,
+    /// The run of the batch it was executing was cancelled.
+    Cancelled,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -287,7 +289,9 @@ impl State {
         if let (Some(outcome), Some(head)) = (head_outcome, sent.front()) {
             let _ = head;
             let q = sent.pop_front().unwrap();
-            slot.failures += 1;
+            if !matches!(outcome, Outcome::Aborted(_)) {
+                slot.failures += 1;
+            }
             slot.batches += 1;
             slot.items += q.job.items as u64;
             out.push((q.run, Completion { batch: q.batch, tag: q.job.tag, worker: Some(i), pid, outcome, duration }));
@@ -305,7 +309,9 @@ impl State {
         };
         let mut requeue = Vec::new();
         for q in sent {
-            if q.job.pin.is_some() {
+            if q.run.is_cancelled() {
+                q.run.in_flight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            } else if q.job.pin.is_some() {
                 out.push(lost(q));
             } else {
                 requeue.push(q);

@@ -200,6 +200,9 @@ fn on_gone(sh: &Arc<Shared>, index: usize, generation: u64, why: Option<String>)
         Some(KillReason::Recycle) => (None, "recycled".to_string()),
         Some(KillReason::Stop) => (None, "pool stopping".to_string()),
         Some(KillReason::StartupTimeout) => (None, "start-up timeout".to_string()),
+        Some(KillReason::Cancelled) => {
+            (Some(Outcome::Aborted("the call was cancelled".into())), "its batch was cancelled".to_string())
+        }
         None => (
             Some(Outcome::Crashed { exit_code, signal: signal.clone() }),
             match (&signal, exit_code) {
