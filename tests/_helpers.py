@@ -90,6 +90,16 @@ def init_raises():
     raise RuntimeError("init failed on purpose")
 
 
-def slow(x, seconds=0.01):
+def slow(x, seconds=0.0001):
     time.sleep(seconds)
     return x
+
+
+def grow(x, mb=30):
+    """Keeps memory alive in the worker (for recycling by memory)."""
+    _state.setdefault("ballast", []).append(bytearray(mb * 2**20))
+    return x
+
+
+def pid_of(x):
+    return os.getpid()

@@ -6,10 +6,9 @@ import threading
 import tracemalloc
 
 import pytest
+import slither
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import slither
 from slither.errors import ConfigError
 from slither.pipe import DROP, Many, PipeError
 
