@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import slither
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import slither
 
 items_st = st.lists(st.integers(0, 50), max_size=200)
 

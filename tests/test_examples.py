@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from slither.example import load
 from slither.example._harness import Context
 

@@ -14,7 +14,6 @@ import time
 
 import psutil
 import pytest
-
 import slither
 from _helpers import inc
 

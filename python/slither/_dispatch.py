@@ -218,6 +218,11 @@ class Engine:
                 f"worker {worker} (pid {pid}) died while running batch {batch_id} of {self.fn_name} "
                 f"({len(batch.items)} items): {cause}{hint}; it has been replaced"
             )
+            if self.pin is not None:
+                # A session's state died with its worker: that is what the caller must hear.
+                lost = errors.SessionLost(f"the session's worker {worker} (pid {pid}) died ({cause}); its state is gone")
+                lost.__cause__ = exc
+                exc = lost
             self._fail(batch, "crash", exc, batch_id, worker, pid, ready, exit_code=exit_code, signal=signal)
         elif kind == "timeout":
             exc = errors.BatchTimeout(
