@@ -240,9 +240,9 @@ impl Pool {
         let mut st = self.shared.lock();
         st.drop_queued_of(&run.shared);
         for slot in st.slots.iter_mut() {
-            let runs_it = slot.sent.front().is_some_and(|q| Arc::ptr_eq(&q.run, &run.shared));
-            if runs_it && slot.kill_reason.is_none() && matches!(slot.phase, Phase::Ready | Phase::Draining) {
-                slot.kill_reason = Some(state::KillReason::Cancelled);
+            let head = slot.sent.front().filter(|q| Arc::ptr_eq(&q.run, &run.shared)).map(|q| q.batch);
+            if let (Some(batch), None, Phase::Ready | Phase::Draining) = (head, slot.kill_reason, slot.phase) {
+                slot.kill_reason = Some(state::KillReason::Cancelled { batch });
                 spawn::signal_group(slot.pid, libc::SIGKILL);
             }
         }

@@ -47,12 +47,12 @@ impl Phase {
 /// Why the supervisor itself ended a worker, so its exit is not charged as a crash.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum KillReason {
-    Timeout { seconds: f64 },
+    Timeout { seconds: f64, batch: u64 },
     Recycle,
     StartupTimeout,
     Stop,
     /// The run of the batch it was executing was cancelled.
-    Cancelled,
+    Cancelled { batch: u64 },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -117,7 +117,8 @@ fn enforce_deadlines(sh: &Arc<Shared>, now: Instant) {
                 let (Some(head), Some(since)) = (slot.sent.front(), slot.head_since) else { continue };
                 if let Some(limit) = head.job.timeout {
                     if now - since > limit {
-                        slot.kill_reason = Some(KillReason::Timeout { seconds: limit.as_secs_f64() });
+                        let batch = head.batch;
+                        slot.kill_reason = Some(KillReason::Timeout { seconds: limit.as_secs_f64(), batch });
                         signal_group(slot.pid, libc::SIGKILL);
                     }
                 }
@@ -195,14 +196,20 @@ fn on_gone(sh: &Arc<Shared>, index: usize, generation: u64, why: Option<String>)
     slot.phase = Phase::Dead;
     // Group members the worker forked must not outlive it.
     signal_group(pid, libc::SIGKILL);
+    // A batch we killed the worker for may have answered just before the kill landed: then the batch now at
+    // the head is innocent and goes back to the queue like the others.
+    let head_batch = slot.sent.front().map(|q| q.batch);
     let (head, reason_text) = match reason {
-        Some(KillReason::Timeout { seconds }) => (Some(Outcome::Timeout { seconds }), "batch timeout".to_string()),
+        Some(KillReason::Timeout { seconds, batch }) => {
+            (Some(Outcome::Timeout { seconds }).filter(|_| head_batch == Some(batch)), "batch timeout".to_string())
+        }
         Some(KillReason::Recycle) => (None, "recycled".to_string()),
         Some(KillReason::Stop) => (None, "pool stopping".to_string()),
         Some(KillReason::StartupTimeout) => (None, "start-up timeout".to_string()),
-        Some(KillReason::Cancelled) => {
-            (Some(Outcome::Aborted("the call was cancelled".into())), "its batch was cancelled".to_string())
-        }
+        Some(KillReason::Cancelled { batch }) => (
+            Some(Outcome::Aborted("the call was cancelled".into())).filter(|_| head_batch == Some(batch)),
+            "its batch was cancelled".to_string(),
+        ),
         None => (
             Some(Outcome::Crashed { exit_code, signal: signal.clone() }),
             match (&signal, exit_code) {
