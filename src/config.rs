@@ -67,7 +67,7 @@ impl PoolConfig {
         if self.pipeline_depth == 0 {
             return Err(Error::Config("pipeline_depth must be at least 1".into()));
         }
-        if !(self.startup_timeout > 0.0) {
+        if self.startup_timeout.is_nan() || self.startup_timeout <= 0.0 {
             return Err(Error::Config("startup_timeout must be positive".into()));
         }
         if self.crash_loop_limit == 0 {

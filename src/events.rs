@@ -8,15 +8,58 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    WorkerStarted { worker: usize, pid: u32, generation: u64 },
-    WorkerReady { worker: usize, pid: u32, generation: u64, startup_s: f64 },
-    WorkerExited { worker: usize, pid: u32, generation: u64, exit_code: Option<i32>, signal: Option<String>, reason: String },
-    WorkerReplaced { worker: usize, old_pid: u32, generation: u64, reason: String },
-    BatchStarted { batch: u64, worker: usize, items: u32 },
-    BatchFinished { batch: u64, worker: usize, items: u32, ok: bool, duration_s: f64 },
-    BatchFailed { batch: u64, worker: usize, items: u32, cause: String, duration_s: f64 },
-    BatchRequeued { batch: u64, worker: usize, reason: String },
-    PoolBroken { reason: String },
+    WorkerStarted {
+        worker: usize,
+        pid: u32,
+        generation: u64,
+    },
+    WorkerReady {
+        worker: usize,
+        pid: u32,
+        generation: u64,
+        startup_s: f64,
+    },
+    WorkerExited {
+        worker: usize,
+        pid: u32,
+        generation: u64,
+        exit_code: Option<i32>,
+        signal: Option<String>,
+        reason: String,
+    },
+    WorkerReplaced {
+        worker: usize,
+        old_pid: u32,
+        generation: u64,
+        reason: String,
+    },
+    BatchStarted {
+        batch: u64,
+        worker: usize,
+        items: u32,
+    },
+    BatchFinished {
+        batch: u64,
+        worker: usize,
+        items: u32,
+        ok: bool,
+        duration_s: f64,
+    },
+    BatchFailed {
+        batch: u64,
+        worker: usize,
+        items: u32,
+        cause: String,
+        duration_s: f64,
+    },
+    BatchRequeued {
+        batch: u64,
+        worker: usize,
+        reason: String,
+    },
+    PoolBroken {
+        reason: String,
+    },
 }
 
 pub struct EventBus {
@@ -28,7 +71,11 @@ pub struct EventBus {
 impl Default for EventBus {
     fn default() -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
-        EventBus { active: AtomicBool::new(false), tx, rx }
+        EventBus {
+            active: AtomicBool::new(false),
+            tx,
+            rx,
+        }
     }
 }
 

@@ -76,13 +76,20 @@ pub fn read_frame<R: Read>(r: &mut R) -> io::Result<Option<Frame>> {
     while got < HEADER_LEN {
         let n = r.read(&mut h[got..])?;
         if n == 0 {
-            return if got == 0 { Ok(None) } else { Err(io::ErrorKind::UnexpectedEof.into()) };
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
         }
         got += n;
     }
     let len = u32::from_le_bytes(h[..4].try_into().unwrap()) as usize;
     if !(9..=MAX_FRAME).contains(&len) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad frame length {len}")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad frame length {len}"),
+        ));
     }
     let kind = h[4];
     let id = u64::from_le_bytes(h[5..].try_into().unwrap());
@@ -101,8 +108,22 @@ mod tests {
         write_frame(&mut buf, TASK, 42, b"hello").unwrap();
         write_frame(&mut buf, SHUTDOWN, 0, b"").unwrap();
         let mut r = &buf[..];
-        assert_eq!(read_frame(&mut r).unwrap(), Some(Frame { kind: TASK, id: 42, payload: b"hello".to_vec() }));
-        assert_eq!(read_frame(&mut r).unwrap(), Some(Frame { kind: SHUTDOWN, id: 0, payload: vec![] }));
+        assert_eq!(
+            read_frame(&mut r).unwrap(),
+            Some(Frame {
+                kind: TASK,
+                id: 42,
+                payload: b"hello".to_vec()
+            })
+        );
+        assert_eq!(
+            read_frame(&mut r).unwrap(),
+            Some(Frame {
+                kind: SHUTDOWN,
+                id: 0,
+                payload: vec![]
+            })
+        );
         assert_eq!(read_frame(&mut r).unwrap(), None);
     }
 

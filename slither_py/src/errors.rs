@@ -5,18 +5,73 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use slither_core::Error;
 
-create_exception!(slither.errors, SlitherError, PyException, "Base class of every error slither raises.");
-create_exception!(slither.errors, PoolClosed, SlitherError, "The pool was closed; it accepts no more work.");
-create_exception!(slither.errors, PoolBroken, SlitherError, "Workers could not be kept alive (crash loop, bad interpreter, failing init).");
-create_exception!(slither.errors, SessionLost, SlitherError, "The session's worker died or was replaced; the state it held is gone.");
-create_exception!(slither.errors, WorkerCrashed, SlitherError, "A worker process died while running a batch.");
-create_exception!(slither.errors, BatchTimeout, SlitherError, "A batch overran its deadline; its worker was killed and replaced.");
-create_exception!(slither.errors, TaskError, SlitherError, "User code raised in a worker and the exception could not be rebuilt as its own type.");
-create_exception!(slither.errors, BatchLengthError, SlitherError, "A batch function returned a result of the wrong length or type.");
-create_exception!(slither.errors, SerializationError, SlitherError, "An item, result, function or exception could not be pickled or unpickled.");
+create_exception!(
+    slither.errors,
+    SlitherError,
+    PyException,
+    "Base class of every error slither raises."
+);
+create_exception!(
+    slither.errors,
+    PoolClosed,
+    SlitherError,
+    "The pool was closed; it accepts no more work."
+);
+create_exception!(
+    slither.errors,
+    PoolBroken,
+    SlitherError,
+    "Workers could not be kept alive (crash loop, bad interpreter, failing init)."
+);
+create_exception!(
+    slither.errors,
+    SessionLost,
+    SlitherError,
+    "The session's worker died or was replaced; the state it held is gone."
+);
+create_exception!(
+    slither.errors,
+    WorkerCrashed,
+    SlitherError,
+    "A worker process died while running a batch."
+);
+create_exception!(
+    slither.errors,
+    BatchTimeout,
+    SlitherError,
+    "A batch overran its deadline; its worker was killed and replaced."
+);
+create_exception!(
+    slither.errors,
+    TaskError,
+    SlitherError,
+    "User code raised in a worker and the exception could not be rebuilt as its own type."
+);
+create_exception!(
+    slither.errors,
+    BatchLengthError,
+    SlitherError,
+    "A batch function returned a result of the wrong length or type."
+);
+create_exception!(
+    slither.errors,
+    SerializationError,
+    SlitherError,
+    "An item, result, function or exception could not be pickled or unpickled."
+);
 create_exception!(slither.errors, StoreError, SlitherError, "A store operation failed.");
-create_exception!(slither.errors, ProtocolError, SlitherError, "A worker broke the frame protocol.");
-create_exception!(slither.errors, ConfigError, SlitherError, "An invalid argument or configuration value.");
+create_exception!(
+    slither.errors,
+    ProtocolError,
+    SlitherError,
+    "A worker broke the frame protocol."
+);
+create_exception!(
+    slither.errors,
+    ConfigError,
+    SlitherError,
+    "An invalid argument or configuration value."
+);
 
 pub fn to_pyerr(e: Error) -> PyErr {
     let msg = e.to_string();

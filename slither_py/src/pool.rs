@@ -34,8 +34,8 @@ impl PoolCore {
     #[new]
     #[pyo3(signature = (config, init_payload, store=None))]
     fn new(config: &Bound<'_, PyDict>, init_payload: Vec<u8>, store: Option<&Bound<'_, StoreCore>>) -> PyResult<Self> {
-        let cfg: PoolConfig =
-            depythonize(config.as_any()).map_err(|e| ConfigError::new_err(format!("invalid pool configuration: {e}")))?;
+        let cfg: PoolConfig = depythonize(config.as_any())
+            .map_err(|e| ConfigError::new_err(format!("invalid pool configuration: {e}")))?;
         let store = store.map(|s| s.get().core());
         let pool = Pool::start(cfg, init_payload, store).map_err(to_pyerr)?;
         Ok(PoolCore { pool })
@@ -57,7 +57,9 @@ impl PoolCore {
     }
 
     fn new_run(&self) -> RunCore {
-        RunCore { run: self.pool.new_run() }
+        RunCore {
+            run: self.pool.new_run(),
+        }
     }
 
     /// Queues one batch; never waits for a worker. Returns the pool-wide batch id.
@@ -73,7 +75,9 @@ impl PoolCore {
     ) -> PyResult<u64> {
         if let Some(t) = timeout {
             if !(t > 0.0 && t.is_finite()) {
-                return Err(ConfigError::new_err(format!("timeout must be a positive number of seconds, got {t}")));
+                return Err(ConfigError::new_err(format!(
+                    "timeout must be a positive number of seconds, got {t}"
+                )));
             }
         }
         let job = Job {
@@ -91,7 +95,10 @@ impl PoolCore {
     }
 
     fn open_session(&self) -> PyResult<(usize, u64)> {
-        self.pool.open_session().map(|p| (p.worker, p.generation)).map_err(to_pyerr)
+        self.pool
+            .open_session()
+            .map(|p| (p.worker, p.generation))
+            .map_err(to_pyerr)
     }
 
     fn close_session(&self, worker: usize, generation: u64) {
@@ -136,7 +143,9 @@ impl PoolCore {
                 Err(_) => break,
             }
         }
-        got.iter().map(|e| pythonize(py, e).map_err(|e| ConfigError::new_err(e.to_string()))).collect()
+        got.iter()
+            .map(|e| pythonize(py, e).map_err(|e| ConfigError::new_err(e.to_string())))
+            .collect()
     }
 
     /// Stops accepting work and waits until everything submitted has answered. False if `timeout` passed.

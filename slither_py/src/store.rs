@@ -32,19 +32,28 @@ type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 fn items<'py>(py: Python<'py>, snap: &Snapshot, table: &str) -> Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
     snap.table(table)
-        .map(|t| t.entries.iter().map(|(k, v)| (PyBytes::new(py, k), PyBytes::new(py, v))).collect())
+        .map(|t| {
+            t.entries
+                .iter()
+                .map(|(k, v)| (PyBytes::new(py, k), PyBytes::new(py, v)))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn keys<'py>(py: Python<'py>, snap: &Snapshot, table: &str) -> Vec<Bound<'py, PyBytes>> {
-    snap.table(table).map(|t| t.entries.keys().map(|k| PyBytes::new(py, k)).collect()).unwrap_or_default()
+    snap.table(table)
+        .map(|t| t.entries.keys().map(|k| PyBytes::new(py, k)).collect())
+        .unwrap_or_default()
 }
 
 #[pymethods]
 impl StoreCore {
     #[new]
     fn new() -> Self {
-        StoreCore { inner: Arc::new(Store::new()) }
+        StoreCore {
+            inner: Arc::new(Store::new()),
+        }
     }
 
     fn get<'py>(&self, py: Python<'py>, table: &str, key: &[u8]) -> Option<Bound<'py, PyBytes>> {
@@ -75,7 +84,9 @@ impl StoreCore {
         expected: Option<Vec<u8>>,
         new: Option<Vec<u8>>,
     ) -> PyResult<bool> {
-        self.inner.compare_and_swap(table, &key, expected.as_deref(), new).map_err(to_pyerr)
+        self.inner
+            .compare_and_swap(table, &key, expected.as_deref(), new)
+            .map_err(to_pyerr)
     }
 
     fn reload(&self, table: &str, pairs: Pairs) -> PyResult<u64> {
@@ -103,7 +114,9 @@ impl StoreCore {
     }
 
     fn snapshot(&self) -> SnapshotCore {
-        SnapshotCore { snap: self.inner.snapshot() }
+        SnapshotCore {
+            snap: self.inner.snapshot(),
+        }
     }
 }
 

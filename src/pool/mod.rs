@@ -16,6 +16,8 @@ mod reader;
 mod spawn;
 mod state;
 mod supervisor;
+#[cfg(test)]
+mod tests;
 
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -58,7 +60,10 @@ pub enum Outcome {
     /// The worker's RESULT_ERR payload (a pickled error description).
     Err(Vec<u8>),
     /// The worker process died while running this batch.
-    Crashed { exit_code: Option<i32>, signal: Option<String> },
+    Crashed {
+        exit_code: Option<i32>,
+        signal: Option<String>,
+    },
     /// The batch overran its deadline; its worker was killed and replaced.
     Timeout { seconds: f64 },
     /// The batch was pinned to a worker that died or was replaced before running it.
@@ -165,7 +170,10 @@ impl Pool {
             .name("slither-supervisor".into())
             .spawn(move || supervisor::run(sup_shared, rx))
             .map_err(Error::from)?;
-        Ok(Pool { shared, supervisor: Mutex::new(Some(handle)) })
+        Ok(Pool {
+            shared,
+            supervisor: Mutex::new(Some(handle)),
+        })
     }
 
     /// Waits up to `slice` for every worker to be ready. `Ok(true)` when all are, `Ok(false)` to call again.
@@ -186,7 +194,12 @@ impl Pool {
             if now >= deadline {
                 return Ok(false);
             }
-            st = self.shared.changed.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -221,14 +234,21 @@ impl Pool {
         if let Some(pin) = job.pin {
             let slot = st.slots.get(pin.worker).ok_or(Error::NoSuchWorker(pin.worker))?;
             if slot.generation != pin.generation || !slot.phase.accepts_pinned() {
-                return Err(Error::SessionLost { worker: pin.worker, generation: pin.generation });
+                return Err(Error::SessionLost {
+                    worker: pin.worker,
+                    generation: pin.generation,
+                });
             }
         }
         let n = run.shared.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         run.shared.max_seen.fetch_max(n, Ordering::AcqRel);
         let batch = st.next_batch;
         st.next_batch += 1;
-        let q = Queued { batch, job, run: run.shared.clone() };
+        let q = Queued {
+            batch,
+            job,
+            run: run.shared.clone(),
+        };
         st.enqueue(q, &self.shared);
         Ok(batch)
     }
@@ -240,7 +260,11 @@ impl Pool {
         let mut st = self.shared.lock();
         st.drop_queued_of(&run.shared);
         for slot in st.slots.iter_mut() {
-            let head = slot.sent.front().filter(|q| Arc::ptr_eq(&q.run, &run.shared)).map(|q| q.batch);
+            let head = slot
+                .sent
+                .front()
+                .filter(|q| Arc::ptr_eq(&q.run, &run.shared))
+                .map(|q| q.batch);
             if let (Some(batch), None, Phase::Ready | Phase::Draining) = (head, slot.kill_reason, slot.phase) {
                 slot.kill_reason = Some(state::KillReason::Cancelled { batch });
                 spawn::signal_group(slot.pid, libc::SIGKILL);
@@ -264,7 +288,10 @@ impl Pool {
             .min_by_key(|s| (s.sessions, s.sent.len() + s.pinned.len(), s.index))
             .ok_or_else(|| Error::PoolBroken("no worker is ready".into()))?;
         slot.sessions += 1;
-        Ok(Pin { worker: slot.index, generation: slot.generation })
+        Ok(Pin {
+            worker: slot.index,
+            generation: slot.generation,
+        })
     }
 
     pub fn close_session(&self, pin: Pin) {
@@ -279,7 +306,9 @@ impl Pool {
     /// Whether a pinned session's worker is still the process it was pinned to.
     pub fn session_alive(&self, pin: Pin) -> bool {
         let st = self.shared.lock();
-        st.slots.get(pin.worker).is_some_and(|s| s.generation == pin.generation && s.phase.accepts_pinned())
+        st.slots
+            .get(pin.worker)
+            .is_some_and(|s| s.generation == pin.generation && s.phase.accepts_pinned())
     }
 
     /// One entry per worker slot: index, pid, generation, phase, interpreter.
@@ -313,7 +342,12 @@ impl Pool {
             if now >= deadline {
                 return Ok(false);
             }
-            st = self.shared.changed.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 

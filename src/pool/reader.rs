@@ -24,22 +24,26 @@ struct Hello {
 }
 
 pub(crate) fn start_writer(index: usize, stream: UnixStream, rx: Receiver<Outgoing>) {
-    let _ = std::thread::Builder::new().name(format!("slither-w{index}-tx")).spawn(move || {
-        let mut w = BufWriter::with_capacity(64 * 1024, stream);
-        while let Ok(Outgoing::Frame { kind, id, payload }) = rx.recv() {
-            if write_frame(&mut w, kind, id, &payload).is_err() {
-                break;
+    let _ = std::thread::Builder::new()
+        .name(format!("slither-w{index}-tx"))
+        .spawn(move || {
+            let mut w = BufWriter::with_capacity(64 * 1024, stream);
+            while let Ok(Outgoing::Frame { kind, id, payload }) = rx.recv() {
+                if write_frame(&mut w, kind, id, &payload).is_err() {
+                    break;
+                }
             }
-        }
-        // Dropping the stream tells the worker, by end of file, that the host is gone.
-    });
+            // Dropping the stream tells the worker, by end of file, that the host is gone.
+        });
 }
 
 pub(crate) fn start_reader(sh: Arc<Shared>, index: usize, generation: u64, stream: UnixStream) {
-    let _ = std::thread::Builder::new().name(format!("slither-w{index}-rx")).spawn(move || {
-        let why = serve(&sh, index, generation, stream);
-        let _ = sh.commands.send(Command::Gone { index, generation, why });
-    });
+    let _ = std::thread::Builder::new()
+        .name(format!("slither-w{index}-rx"))
+        .spawn(move || {
+            let why = serve(&sh, index, generation, stream);
+            let _ = sh.commands.send(Command::Gone { index, generation, why });
+        });
 }
 
 /// Runs until the worker's channel closes; returns what the worker said last if it failed to start.
@@ -67,7 +71,11 @@ fn serve(sh: &Arc<Shared>, index: usize, generation: u64, stream: UnixStream) ->
             slot.pid = h.pid;
         }
         if let Some(w) = &slot.writer {
-            let _ = w.send(Outgoing::Frame { kind: protocol::INIT, id: 0, payload: Arc::new(sh.init_payload.clone()) });
+            let _ = w.send(Outgoing::Frame {
+                kind: protocol::INIT,
+                id: 0,
+                payload: Arc::new(sh.init_payload.clone()),
+            });
         }
     }
     match read_frame(&mut r) {
@@ -90,7 +98,12 @@ fn serve(sh: &Arc<Shared>, index: usize, generation: u64, stream: UnixStream) ->
         slot.ready_at = Some(now);
         let startup = (now - slot.spawned_at).as_secs_f64();
         let pid = slot.pid;
-        sh.events.emit(|| Event::WorkerReady { worker: index, pid, generation, startup_s: startup });
+        sh.events.emit(|| Event::WorkerReady {
+            worker: index,
+            pid,
+            generation,
+            startup_s: startup,
+        });
         st.fill(index, sh);
         sh.changed.notify_all();
     }
@@ -126,7 +139,11 @@ fn serve(sh: &Arc<Shared>, index: usize, generation: u64, stream: UnixStream) ->
                 let slot = &st.slots[index];
                 if slot.generation == generation {
                     if let Some(w) = &slot.writer {
-                        let _ = w.send(Outgoing::Frame { kind: protocol::STORE_REPLY, id: frame.id, payload: Arc::new(reply) });
+                        let _ = w.send(Outgoing::Frame {
+                            kind: protocol::STORE_REPLY,
+                            id: frame.id,
+                            payload: Arc::new(reply),
+                        });
                     }
                 }
             }

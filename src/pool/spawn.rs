@@ -31,8 +31,16 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
         .env("SLITHER_PARENT_PID", parent.to_string())
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null())
-        .stdout(if cfg.forward_output { Stdio::piped() } else { Stdio::null() })
-        .stderr(if cfg.forward_output { Stdio::piped() } else { Stdio::null() });
+        .stdout(if cfg.forward_output {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(if cfg.forward_output {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
     if let Some(dir) = &cfg.cwd {
         cmd.current_dir(dir);
     }
@@ -70,29 +78,34 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
     if let Some(err) = child.stderr.take() {
         forward(err, index, pid);
     }
-    Ok(Spawned { child, channel: host_end })
+    Ok(Spawned {
+        child,
+        channel: host_end,
+    })
 }
 
 fn forward(stream: impl Read + Send + 'static, index: usize, pid: u32) {
-    let _ = std::thread::Builder::new().name(format!("slither-w{index}-out")).spawn(move || {
-        let mut reader = BufReader::with_capacity(64 * 1024, stream);
-        let mut line = Vec::new();
-        let prefix = format!("[w{index} pid {pid}] ");
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if !line.ends_with(b"\n") {
-                        line.push(b'\n');
+    let _ = std::thread::Builder::new()
+        .name(format!("slither-w{index}-out"))
+        .spawn(move || {
+            let mut reader = BufReader::with_capacity(64 * 1024, stream);
+            let mut line = Vec::new();
+            let prefix = format!("[w{index} pid {pid}] ");
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if !line.ends_with(b"\n") {
+                            line.push(b'\n');
+                        }
+                        let mut err = std::io::stderr().lock();
+                        let _ = err.write_all(prefix.as_bytes());
+                        let _ = err.write_all(&line);
                     }
-                    let mut err = std::io::stderr().lock();
-                    let _ = err.write_all(prefix.as_bytes());
-                    let _ = err.write_all(&line);
                 }
             }
-        }
-    });
+        });
 }
 
 /// Sends `sig` to the worker's whole process group (what it forked goes too).

@@ -47,12 +47,17 @@ impl Phase {
 /// Why the supervisor itself ended a worker, so its exit is not charged as a crash.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum KillReason {
-    Timeout { seconds: f64, batch: u64 },
+    Timeout {
+        seconds: f64,
+        batch: u64,
+    },
     Recycle,
     StartupTimeout,
     Stop,
     /// The run of the batch it was executing was cancelled.
-    Cancelled { batch: u64 },
+    Cancelled {
+        batch: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +148,14 @@ impl Slot {
         }
     }
 
+    /// Whether another batch may go on this worker's channel: within the pipeline depth, and never past the
+    /// batches its process may still run before it is recycled.
+    fn has_room(&self, depth: usize, max_tasks: Option<u64>) -> bool {
+        // A worker holding sessions is never recycled (that would lose their state), so it is never held back.
+        self.sent.len() < depth
+            && (self.sessions > 0 || max_tasks.is_none_or(|m| self.batches_this_process + (self.sent.len() as u64) < m))
+    }
+
     fn write(&mut self, kind: u8, id: u64, payload: Arc<Vec<u8>>) {
         if let Some(w) = &self.writer {
             let _ = w.send(Outgoing::Frame { kind, id, payload });
@@ -185,12 +198,12 @@ impl State {
                 self.fill(pin.worker, sh);
             }
             None => {
-                let depth = sh.cfg.pipeline_depth;
+                let (depth, max) = (sh.cfg.pipeline_depth, sh.cfg.max_tasks_per_worker);
                 // The ready worker holding the fewest batches, if it has room.
                 let best = self
                     .slots
                     .iter()
-                    .filter(|s| s.phase == Phase::Ready && s.sent.len() < depth)
+                    .filter(|s| s.phase == Phase::Ready && s.has_room(depth, max))
                     .min_by_key(|s| (s.sent.len(), s.index))
                     .map(|s| s.index);
                 match best {
@@ -204,10 +217,10 @@ impl State {
 
     /// Tops up worker `i`'s channel from its pinned queue, then from the global queue.
     pub fn fill(&mut self, i: usize, sh: &Shared) {
-        let depth = sh.cfg.pipeline_depth;
+        let (depth, max) = (sh.cfg.pipeline_depth, sh.cfg.max_tasks_per_worker);
         loop {
             let slot = &mut self.slots[i];
-            if slot.sent.len() >= depth || !matches!(slot.phase, Phase::Ready | Phase::Draining) {
+            if !slot.has_room(depth, max) || !matches!(slot.phase, Phase::Ready | Phase::Draining) {
                 return;
             }
             let next = match slot.pinned.pop_front() {
@@ -226,14 +239,24 @@ impl State {
         let slot = &mut self.slots[i];
         if slot.sent.is_empty() {
             slot.head_since = Some(Instant::now());
-            sh.events.emit(|| Event::BatchStarted { batch: q.batch, worker: i, items: q.job.items });
+            sh.events.emit(|| Event::BatchStarted {
+                batch: q.batch,
+                worker: i,
+                items: q.job.items,
+            });
         }
         slot.write(crate::protocol::TASK, q.batch, q.job.payload.clone());
         slot.sent.push_back(q);
     }
 
     /// A worker answered its oldest batch. Returns the completion to deliver, if the ids match.
-    pub fn answered(&mut self, i: usize, id: u64, outcome: Outcome, sh: &Shared) -> Option<(Arc<RunShared>, Completion)> {
+    pub fn answered(
+        &mut self,
+        i: usize,
+        id: u64,
+        outcome: Outcome,
+        sh: &Shared,
+    ) -> Option<(Arc<RunShared>, Completion)> {
         let now = Instant::now();
         let slot = &mut self.slots[i];
         if slot.sent.front().map(|q| q.batch) != Some(id) {
@@ -249,9 +272,19 @@ impl State {
         if !ok {
             slot.failures += 1;
         }
-        sh.events.emit(|| Event::BatchFinished { batch: id, worker: i, items: q.job.items, ok, duration_s: duration });
+        sh.events.emit(|| Event::BatchFinished {
+            batch: id,
+            worker: i,
+            items: q.job.items,
+            ok,
+            duration_s: duration,
+        });
         if let Some(next) = slot.sent.front() {
-            sh.events.emit(|| Event::BatchStarted { batch: next.batch, worker: i, items: next.job.items });
+            sh.events.emit(|| Event::BatchStarted {
+                batch: next.batch,
+                worker: i,
+                items: next.job.items,
+            });
         }
         let pid = slot.pid;
         if let Some(max) = sh.cfg.max_tasks_per_worker {
@@ -261,14 +294,22 @@ impl State {
         }
         self.fill(i, sh);
         self.maybe_finish_drain(i);
-        let c = Completion { batch: id, tag: q.job.tag, worker: Some(i), pid, outcome, duration };
+        let c = Completion {
+            batch: id,
+            tag: q.job.tag,
+            worker: Some(i),
+            pid,
+            outcome,
+            duration,
+        };
         Some((q.run, c))
     }
 
     /// A draining worker with nothing left is asked to exit; the supervisor replaces it.
     pub fn maybe_finish_drain(&mut self, i: usize) {
         let slot = &mut self.slots[i];
-        if slot.phase == Phase::Draining && slot.sent.is_empty() && slot.pinned.is_empty() && slot.kill_reason.is_none() {
+        if slot.phase == Phase::Draining && slot.sent.is_empty() && slot.pinned.is_empty() && slot.kill_reason.is_none()
+        {
             slot.kill_reason = Some(KillReason::Recycle);
             slot.write(crate::protocol::SHUTDOWN, 0, Arc::new(Vec::new()));
         }
@@ -294,7 +335,17 @@ impl State {
             }
             slot.batches += 1;
             slot.items += q.job.items as u64;
-            out.push((q.run, Completion { batch: q.batch, tag: q.job.tag, worker: Some(i), pid, outcome, duration }));
+            out.push((
+                q.run,
+                Completion {
+                    batch: q.batch,
+                    tag: q.job.tag,
+                    worker: Some(i),
+                    pid,
+                    outcome,
+                    duration,
+                },
+            ));
         }
         let lost = |q: Queued| {
             let c = Completion {
@@ -378,7 +429,10 @@ impl State {
                     index: s.index,
                     pid: s.pid,
                     generation: s.generation,
-                    state: serde_json::to_value(s.phase).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                    state: serde_json::to_value(s.phase)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default(),
                     batches: s.batches,
                     items: s.items,
                     failures: s.failures,

@@ -20,8 +20,14 @@ use crate::stats::read_rss;
 
 pub(crate) enum Command {
     /// A worker's channel closed (`why`: what it said if it failed to start).
-    Gone { index: usize, generation: u64, why: Option<String> },
-    Stop { graceful: bool },
+    Gone {
+        index: usize,
+        generation: u64,
+        why: Option<String>,
+    },
+    Stop {
+        graceful: bool,
+    },
 }
 
 const TICK: Duration = Duration::from_millis(10);
@@ -80,7 +86,11 @@ fn start_due(sh: &Arc<Shared>, now: Instant) {
                 let pid = slot.pid;
                 start_writer(i, sp.channel, wrx);
                 start_reader(sh.clone(), i, generation, read_half);
-                sh.events.emit(|| Event::WorkerStarted { worker: i, pid, generation });
+                sh.events.emit(|| Event::WorkerStarted {
+                    worker: i,
+                    pid,
+                    generation,
+                });
             }
             Err(e) => {
                 // The interpreter itself cannot be started: no point retrying.
@@ -114,11 +124,16 @@ fn enforce_deadlines(sh: &Arc<Shared>, now: Instant) {
                 signal_group(slot.pid, libc::SIGKILL);
             }
             Phase::Ready | Phase::Draining => {
-                let (Some(head), Some(since)) = (slot.sent.front(), slot.head_since) else { continue };
+                let (Some(head), Some(since)) = (slot.sent.front(), slot.head_since) else {
+                    continue;
+                };
                 if let Some(limit) = head.job.timeout {
                     if now - since > limit {
                         let batch = head.batch;
-                        slot.kill_reason = Some(KillReason::Timeout { seconds: limit.as_secs_f64(), batch });
+                        slot.kill_reason = Some(KillReason::Timeout {
+                            seconds: limit.as_secs_f64(),
+                            batch,
+                        });
                         signal_group(slot.pid, libc::SIGKILL);
                     }
                 }
@@ -131,10 +146,17 @@ fn enforce_deadlines(sh: &Arc<Shared>, now: Instant) {
 fn sample_memory(sh: &Arc<Shared>) {
     let pids: Vec<(usize, u64, u32)> = {
         let st = sh.lock();
-        st.slots.iter().filter(|s| s.pid > 0 && s.child.is_some()).map(|s| (s.index, s.generation, s.pid)).collect()
+        st.slots
+            .iter()
+            .filter(|s| s.pid > 0 && s.child.is_some())
+            .map(|s| (s.index, s.generation, s.pid))
+            .collect()
     };
     // Reading /proc outside the lock: submitters never wait on the file system.
-    let readings: Vec<_> = pids.into_iter().filter_map(|(i, g, pid)| read_rss(pid).map(|r| (i, g, r))).collect();
+    let readings: Vec<_> = pids
+        .into_iter()
+        .filter_map(|(i, g, pid)| read_rss(pid).map(|r| (i, g, r)))
+        .collect();
     let mut st = sh.lock();
     for (i, g, (rss, hwm)) in readings {
         let samples = sh.cfg.memory_samples.max(1);
@@ -200,9 +222,10 @@ fn on_gone(sh: &Arc<Shared>, index: usize, generation: u64, why: Option<String>)
     // the head is innocent and goes back to the queue like the others.
     let head_batch = slot.sent.front().map(|q| q.batch);
     let (head, reason_text) = match reason {
-        Some(KillReason::Timeout { seconds, batch }) => {
-            (Some(Outcome::Timeout { seconds }).filter(|_| head_batch == Some(batch)), "batch timeout".to_string())
-        }
+        Some(KillReason::Timeout { seconds, batch }) => (
+            Some(Outcome::Timeout { seconds }).filter(|_| head_batch == Some(batch)),
+            "batch timeout".to_string(),
+        ),
         Some(KillReason::Recycle) => (None, "recycled".to_string()),
         Some(KillReason::Stop) => (None, "pool stopping".to_string()),
         Some(KillReason::StartupTimeout) => (None, "start-up timeout".to_string()),
@@ -211,7 +234,10 @@ fn on_gone(sh: &Arc<Shared>, index: usize, generation: u64, why: Option<String>)
             "its batch was cancelled".to_string(),
         ),
         None => (
-            Some(Outcome::Crashed { exit_code, signal: signal.clone() }),
+            Some(Outcome::Crashed {
+                exit_code,
+                signal: signal.clone(),
+            }),
             match (&signal, exit_code) {
                 (Some(s), _) => format!("killed by {s}"),
                 (None, Some(c)) => format!("exited with code {c}"),
@@ -250,7 +276,12 @@ fn on_gone(sh: &Arc<Shared>, index: usize, generation: u64, why: Option<String>)
     } else {
         slot.restarts += 1;
         slot.restart_at = Some(Instant::now());
-        sh.events.emit(|| Event::WorkerReplaced { worker: index, old_pid: pid, generation, reason: reason_text });
+        sh.events.emit(|| Event::WorkerReplaced {
+            worker: index,
+            old_pid: pid,
+            generation,
+            reason: reason_text,
+        });
     }
     // Requeued batches may go to the other workers at once.
     for i in 0..st.slots.len() {

@@ -21,6 +21,8 @@ pub use snapshot::{Snapshot, Table};
 use crate::error::{Error, Result};
 
 pub type Bytes = Arc<Vec<u8>>;
+/// Encoded key/value pairs, as a table is loaded.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 pub struct Store {
     current: ArcSwap<Snapshot>,
@@ -35,7 +37,10 @@ impl Default for Store {
 
 impl Store {
     pub fn new() -> Self {
-        Store { current: ArcSwap::from_pointee(Snapshot::default()), writer: Mutex::new(()) }
+        Store {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            writer: Mutex::new(()),
+        }
     }
 
     /// The current consistent view of every table. Lock-free.
@@ -70,7 +75,7 @@ impl Store {
     }
 
     /// Writes every pair as one change: readers see all of them or none.
-    pub fn put_many(&self, table: &str, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64> {
+    pub fn put_many(&self, table: &str, pairs: Pairs) -> Result<u64> {
         self.write(table, |entries| {
             for (k, v) in pairs {
                 entries.insert(k, Arc::new(v));
@@ -116,7 +121,7 @@ impl Store {
     }
 
     /// Replaces a whole table at once; the new table was built completely before this call.
-    pub fn reload(&self, table: &str, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64> {
+    pub fn reload(&self, table: &str, pairs: Pairs) -> Result<u64> {
         self.write(table, |entries| {
             *entries = pairs.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
             Ok(())
@@ -125,7 +130,7 @@ impl Store {
     }
 
     /// Replaces several tables in one step: a reader sees all of the new tables or none of them.
-    pub fn reload_many(&self, tables: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>) -> Result<()> {
+    pub fn reload_many(&self, tables: Vec<(String, Pairs)>) -> Result<()> {
         let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let snap = self.current.load_full();
         let mut all = snap.tables.clone();
@@ -164,7 +169,11 @@ mod tests {
     #[test]
     fn reload_many_swaps_tables_together() {
         let s = Store::new();
-        s.reload_many(vec![("a".into(), vec![(b"k".to_vec(), b"1".to_vec())]), ("b".into(), vec![])]).unwrap();
+        s.reload_many(vec![
+            ("a".into(), vec![(b"k".to_vec(), b"1".to_vec())]),
+            ("b".into(), vec![]),
+        ])
+        .unwrap();
         let snap = s.snapshot();
         assert_eq!(snap.get("a", b"k").unwrap().as_slice(), b"1");
         assert_eq!((snap.version("a"), snap.version("b")), (1, 1));
@@ -182,7 +191,11 @@ mod tests {
     #[test]
     fn reload_is_atomic_for_concurrent_readers() {
         let s = Arc::new(Store::new());
-        s.reload("t", vec![(b"a".to_vec(), b"0".to_vec()), (b"b".to_vec(), b"0".to_vec())]).unwrap();
+        s.reload(
+            "t",
+            vec![(b"a".to_vec(), b"0".to_vec()), (b"b".to_vec(), b"0".to_vec())],
+        )
+        .unwrap();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let readers: Vec<_> = (0..4)
             .map(|_| {
@@ -205,7 +218,8 @@ mod tests {
             .collect();
         for i in 0..2000u32 {
             let v = i.to_string().into_bytes();
-            s.reload("t", vec![(b"a".to_vec(), v.clone()), (b"b".to_vec(), v)]).unwrap();
+            s.reload("t", vec![(b"a".to_vec(), v.clone()), (b"b".to_vec(), v)])
+                .unwrap();
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let torn: u32 = readers.into_iter().map(|h| h.join().unwrap()).sum();

@@ -66,7 +66,13 @@ pub fn handle(store: &Store, payload: &[u8]) -> Vec<u8> {
 fn try_handle(store: &Store, payload: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
     let (&op, rest) = payload.split_first().ok_or_else(|| error("empty store request"))?;
     let f = fields(rest).ok_or_else(|| error("malformed store request"))?;
-    let need = |n: usize| if f.len() == n { Ok(()) } else { Err(error(&format!("store op {op} takes {n} fields"))) };
+    let need = |n: usize| {
+        if f.len() == n {
+            Ok(())
+        } else {
+            Err(error(&format!("store op {op} takes {n} fields")))
+        }
+    };
     let store_err = |e: crate::error::Error| error(&e.to_string());
     match op {
         GET => {
@@ -82,7 +88,9 @@ fn try_handle(store: &Store, payload: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
         }
         PUT => {
             need(3)?;
-            store.put(text(f[0])?, f[1].to_vec(), f[2].to_vec()).map_err(store_err)?;
+            store
+                .put(text(f[0])?, f[1].to_vec(), f[2].to_vec())
+                .map_err(store_err)?;
             Ok(vec![OK])
         }
         PUT_MANY => {
@@ -103,7 +111,9 @@ fn try_handle(store: &Store, payload: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
             need(6)?;
             let expected = (f[2] == b"1").then_some(f[3]);
             let new = (f[4] == b"1").then(|| f[5].to_vec());
-            let ok = store.compare_and_swap(text(f[0])?, f[1], expected, new).map_err(store_err)?;
+            let ok = store
+                .compare_and_swap(text(f[0])?, f[1], expected, new)
+                .map_err(store_err)?;
             Ok(vec![if ok { OK } else { CONFLICT }])
         }
         VERSION => {
@@ -117,7 +127,9 @@ fn try_handle(store: &Store, payload: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
             let names: Vec<String> = if f.is_empty() {
                 snap.table_names()
             } else {
-                f.iter().map(|n| text(n).map(str::to_string)).collect::<Result<_, _>>()?
+                f.iter()
+                    .map(|n| text(n).map(str::to_string))
+                    .collect::<Result<_, _>>()?
             };
             let mut out = vec![OK];
             for name in names {
