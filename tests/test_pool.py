@@ -85,16 +85,32 @@ def test_input_is_consumed_lazily_with_bounded_in_flight(pool):
     consumed = itertools.count()
 
     def endless():
+        nonlocal consumed
         for i in itertools.count():
             next(consumed)
             yield i
 
-    it = pool.imap(inc, endless(), batch_size=10, max_in_flight=3)
-    first = [next(it) for _ in range(50)]
-    assert first == list(range(1, 51))
-    pulled = next(consumed)
-    # At most max_in_flight batches (twice that in the ordered window) beyond what was returned.
-    assert pulled <= 50 + 2 * 3 * 10 + 10
+    for ordered in (True, False):
+        consumed = itertools.count()
+        it = pool.imap(inc, endless(), batch_size=10, max_in_flight=3, ordered=ordered)
+        first = [next(it) for _ in range(50)]
+        if ordered:
+            assert first == list(range(1, 51))
+        pulled = next(consumed)
+        # Bounded by the batches in flight and buffered, never by the input's length.
+        assert pulled <= 50 + (2 * 3 + 2) * 10, (ordered, pulled)
+        it.close()
+    # A slow first batch must not let the host pull ahead and buffer the input behind it.
+    consumed = itertools.count()
+
+    def slow_first(x):
+        if x == 0:
+            time.sleep(0.5)
+        return x + 1
+
+    it = pool.imap(slow_first, endless(), batch_size=10, max_in_flight=3)
+    assert next(it) == 1
+    assert next(consumed) <= 10 + 2 * 3 * 10
     it.close()
     assert pool.map(inc, [1]) == [2]
 

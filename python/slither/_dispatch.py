@@ -7,7 +7,9 @@
     caller ◀── ordered buffer / as completed ◀── run.next() (GIL released, Ctrl-C checked)
                                    └── failures ─▶ policy: raise | skip | retry (resubmit only the failed items)
 
-Every input item leaves as ``(index, result)`` or ``(index, Failure)``. Nothing is dropped.
+Every input item leaves as a result or a Failure; nothing is dropped. Results travel in chunks
+``(start, values, None)`` covering input positions ``start .. start + len(values)``, and failures one by
+one as ``(index, None, Failure)``, so the per-item cost in the host stays a list extend.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from slither.batching import AutoBatch, Batching
 from slither.outcome import Failure, Retry, RunStats
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
-Entry = tuple[int, Any, "Failure | None"]
+Entry = tuple[int, "list[Any] | None", "Failure | None"]
 
 
 class _Batch:
@@ -176,18 +178,21 @@ class Engine:
             if self.auto is not None:
                 self.auto.observe(len(batch.items), duration)
             if self.mode == "call":
-                self._ok(batch.indices[0], reply, ready)
+                self._ok(batch.indices, [reply], ready)
                 return
             item_errors: dict[int, dict[str, Any]] = {}
             if self.mode == "item" and isinstance(reply, tuple):
                 reply, item_errors = reply
+            if not item_errors:
+                self._ok(batch.indices, reply, ready)
+                return
             failed_idx: list[int] = []
             failed_items: list[Any] = []
             first: dict[str, Any] | None = None
             for j, i in enumerate(batch.indices):
                 info = item_errors.get(j)
                 if info is None:
-                    self._ok(i, reply[j], ready)
+                    self._ok([i], [reply[j]], ready)
                 else:
                     first = first or info
                     failed_idx.append(i)
@@ -237,9 +242,17 @@ class Engine:
             exc = errors.PoolClosed(f"batch {batch_id} was not run: {data}")
             self._fail(batch, "aborted", exc, batch_id, worker, pid, ready, retryable=False)
 
-    def _ok(self, index: int, value: Any, ready: list[Entry]) -> None:
-        self.succeeded += 1
-        ready.append((index, value, None))
+    def _ok(self, indices: list[int], values: list[Any], ready: list[Entry]) -> None:
+        """Adds results as chunks of consecutive input positions (one chunk for contiguous batches)."""
+        self.succeeded += len(values)
+        if indices[-1] - indices[0] == len(indices) - 1:
+            ready.append((indices[0], values, None))
+            return
+        start = 0
+        for k in range(1, len(indices) + 1):
+            if k == len(indices) or indices[k] != indices[k - 1] + 1:
+                ready.append((indices[start], values[start:k], None))
+                start = k
 
     def _fail(
         self,
@@ -286,22 +299,39 @@ class Engine:
 
     # -- the loop -----------------------------------------------------------------------------
     def entries(self) -> Iterator[Entry]:
-        """Yields ``(index, result, None)`` or ``(index, None, Failure)`` for every input item."""
+        """Yields ``(start, results, None)`` chunks and ``(index, None, Failure)`` until every item is accounted for."""
         source = self.batching.batches(enumerate(self.iterable))
         exhausted = False
         ready: list[Entry] = []
         buffer: dict[int, Entry] = {}
         next_index = 0
         run = self.run
-        # Ordered output waits for the oldest batch; bound what piles up behind it.
         window = self.max_in_flight * 2
         try:
             while True:
+                # Hand over what is ready before pulling more input: a consumer that stops here has caused no
+                # more reading than it needed.
+                if ready:
+                    if self.progress.enabled:
+                        self.progress.update(sum(1 if e[1] is None else len(e[1]) for e in ready))
+                    if self.ordered:
+                        for e in ready:
+                            buffer[e[0]] = e
+                        ready.clear()
+                        while next_index in buffer:
+                            e = buffer.pop(next_index)
+                            yield e
+                            next_index += 1 if e[1] is None else len(e[1])
+                    else:
+                        out, ready = ready, []
+                        yield from out
                 while self.retries and self.retries[0][0] <= time.monotonic() and run.in_flight < self.max_in_flight:
                     _, _, again = heapq.heappop(self.retries)
                     self._submit(again, ready)
+                # Ordered output waits for its oldest batch: count what is buffered behind it too, so one slow
+                # batch cannot make the host pull (and hold) the rest of the input.
                 while not exhausted and run.in_flight < self.max_in_flight and (
-                    not self.ordered or len(self.live) < window
+                    not self.ordered or len(self.live) + len(buffer) < window
                 ):
                     try:
                         indices, items = next(source)
@@ -312,17 +342,7 @@ class Engine:
                     self.items += len(indices)
                     self._submit(self._new_batch(indices, items), ready)
                 if ready:
-                    self.progress.update(len(ready))
-                    if self.ordered:
-                        for e in ready:
-                            buffer[e[0]] = e
-                        ready.clear()
-                        while next_index in buffer:
-                            yield buffer.pop(next_index)
-                            next_index += 1
-                    else:
-                        out, ready = ready, []
-                        yield from out
+                    continue  # failures found while submitting (e.g. unpicklable items)
                 if exhausted and not self.live and not self.retries:
                     if self.ordered and buffer:
                         # Indices skipped by a strategy that reorders (none do) would land here.

@@ -211,11 +211,11 @@ class Pool:
         engine = self._engine(fn, iterable, mode="item", batch_size=batch_size, batching=batching, default_batch=None,
                               max_in_flight=max_in_flight, ordered=ordered, timeout=timeout, on_error=on_error,
                               progress=progress, pin=_pin)
-        return (value for _, value, failure in engine.entries() if failure is None)
+        return _values(engine)
 
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
         """``fn(item)`` for every item, as a list in input order. Same options as :meth:`imap`."""
-        return list(self.imap(fn, iterable, **kwargs))
+        return _collect(self.imap(fn, iterable, **kwargs))
 
     def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, batch_size: int | None = None,
                      batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
@@ -229,11 +229,11 @@ class Pool:
         engine = self._engine(fn, iterable, mode="batch", batch_size=batch_size, batching=batching, default_batch=64,
                               max_in_flight=max_in_flight, ordered=ordered, timeout=timeout, on_error=on_error,
                               progress=progress, pin=_pin)
-        return (value for _, value, failure in engine.entries() if failure is None)
+        return _values(engine)
 
     def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
         """``fn(batch)`` per batch, results flattened into one list in input order."""
-        return list(self.imap_batches(fn, iterable, **kwargs))
+        return _collect(self.imap_batches(fn, iterable, **kwargs))
 
     def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, per: str = "item",
                  batch_size: int | None = None, batching: Batching | None = None, max_in_flight: int | None = None,
@@ -251,10 +251,10 @@ class Pool:
         results: list[Any] = []
         indices: list[int] = []
         failures = []
-        for index, value, failure in engine.entries():
+        for start, values, failure in engine.entries():
             if failure is None:
-                results.append(value)
-                indices.append(index)
+                results.extend(values)
+                indices.extend(range(start, start + len(values)))
             else:
                 failures.append(failure)
         return Outcome(results=results, failures=failures, stats=engine.stats(), indices=indices)
@@ -269,8 +269,8 @@ class Pool:
         self._check_open()
         engine = Engine(self, fn, [(args, kwargs)], mode="call", batching=FixedBatch(1), max_in_flight=1,
                         ordered=False, timeout=timeout, on_error="raise", pin=pin)
-        for _, value, _failure in engine.entries():
-            return value
+        for _, values, _failure in engine.entries():
+            return values[0]
         raise errors.SlitherError("call produced no result")  # unreachable: every item yields an entry
 
     def submit(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
@@ -338,6 +338,40 @@ class Pool:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<slither.Pool workers={self.size} {state}>"
+
+
+class _Results(Iterator[Any]):
+    """The iterator ``imap`` returns; ``map`` drains its chunks without touching items one by one."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._chunks = (values for _, values, failure in engine.entries() if failure is None)
+        self._current: Iterator[Any] = iter(())
+
+    def __iter__(self) -> _Results:
+        return self
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                return next(self._current)
+            except StopIteration:
+                self._current = iter(next(self._chunks))
+
+    def close(self) -> None:
+        self._chunks.close()
+
+
+def _values(engine: Engine) -> _Results:
+    return _Results(engine)
+
+
+def _collect(results: Iterator[Any]) -> list[Any]:
+    if isinstance(results, _Results):
+        out: list[Any] = list(results._current)
+        for chunk in results._chunks:
+            out.extend(chunk)
+        return out
+    return list(results)
 
 
 class _FutureCollector:

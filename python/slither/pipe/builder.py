@@ -295,10 +295,10 @@ class PipeStream:
         )
         t0 = time.perf_counter()
         try:
-            for _index, value, failure in engine.entries():
+            for _start, values, failure in engine.entries():
                 if failure is None:
-                    stats.items_out += 1
-                    yield value
+                    stats.items_out += len(values)
+                    yield from values
                 elif route is not None:
                     stats.failed += 1
                     self.result.outputs.setdefault(route, []).append(failure.item)

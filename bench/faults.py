@@ -1,0 +1,78 @@
+"""Fault recovery: time from a SIGKILL to a ready replacement, and throughput under chaos."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import statistics
+import threading
+import time
+
+import slither
+
+
+def replacement_times(kills: int) -> list[float]:
+    out = []
+    with slither.Pool(2) as pool:
+        for _ in range(kills):
+            w = pool.workers_info()[0]
+            t0 = time.perf_counter()
+            os.kill(w["pid"], signal.SIGKILL)
+            while True:
+                now = pool.workers_info()[0]
+                if now["generation"] != w["generation"] and now["state"] == "ready":
+                    break
+                time.sleep(0.0005)
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def chaos(n: int, kill: bool) -> tuple[float, int, bool]:
+    with slither.Pool(2) as pool:
+        stop = threading.Event()
+        kills = [0]
+
+        def killer():
+            rng = random.Random(7)
+            while not stop.wait(0.1):
+                pids = [w["pid"] for w in pool.workers_info() if w["state"] == "ready"]
+                if pids:
+                    try:
+                        os.kill(rng.choice(pids), signal.SIGKILL)
+                        kills[0] += 1
+                    except ProcessLookupError:
+                        pass
+
+        t = threading.Thread(target=killer)
+        if kill:
+            t.start()
+        t0 = time.perf_counter()
+        try:
+            out = pool.dispatch("workloads:inc_batch", range(n), per="batch", batch_size=200,
+                                on_error=slither.Retry(attempts=100, backoff=0.0, then="skip"))
+        finally:
+            stop.set()
+            if kill:
+                t.join()
+        wall = time.perf_counter() - t0
+        ok = sorted(out.indices + [f.index for f in out.failures]) == list(range(n)) and all(
+            v == i + 1 for i, v in zip(out.indices, out.results))
+        return n / wall, kills[0], ok
+
+
+def run(quick: bool = False) -> dict:
+    times = replacement_times(10 if quick else 50)
+    n = 20_000 if quick else 100_000
+    calm, _, _ = chaos(n, kill=False)
+    rate, kills, ok = chaos(n, kill=True)
+    return {
+        "kills": len(times),
+        "replacement_ms_median": statistics.median(times),
+        "replacement_ms_p90": sorted(times)[int(len(times) * 0.9)],
+        "chaos_items": n,
+        "chaos_kills": kills,
+        "chaos_items_per_s": rate,
+        "calm_items_per_s": calm,
+        "chaos_all_accounted": ok,
+    }
