@@ -49,7 +49,7 @@ def chaos(n: int, kill: bool) -> tuple[float, int, bool]:
             t.start()
         t0 = time.perf_counter()
         try:
-            out = pool.dispatch("workloads:inc_batch", range(n), per="batch", batch_size=200,
+            out = pool.dispatch("workloads:spin_batch", range(n), per="batch", batch_size=200,
                                 on_error=slither.Retry(attempts=100, backoff=0.0, then="skip"))
         finally:
             stop.set()

@@ -199,7 +199,7 @@ def render(r: dict) -> str:
         "",
         f"- time from a worker's SIGKILL to its replacement being ready: median {f['replacement_ms_median']:.1f} ms, "
         f"p90 {f['replacement_ms_p90']:.1f} ms over {f['kills']} kills",
-        f"- chaos run ({f['chaos_items']:,} items through `map_batches(on_error=\"retry\")`, a random worker SIGKILLed "
+        f"- chaos run ({f['chaos_items']:,} items of ~40 µs each through `dispatch(per=\"batch\", on_error=Retry(...))`, a random worker SIGKILLed "
         f"every 100 ms, {f['chaos_kills']} kills): {_fmt(f['chaos_items_per_s'])} items/s against "
         f"{_fmt(f['calm_items_per_s'])} items/s without kills ({f['chaos_items_per_s'] / f['calm_items_per_s']:.2f}×); "
         f"every item accounted for: {f['chaos_all_accounted']}",

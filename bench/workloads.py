@@ -25,3 +25,14 @@ def echo(b):
 
 def inc_batch(items):
     return [x + 1 for x in items]
+
+
+def spin_batch(items):
+    """About 40 µs of pure-Python work per item, so a chaos run lasts long enough to be killed often."""
+    out = []
+    for x in items:
+        acc = 0
+        for i in range(500):
+            acc += i ^ x
+        out.append(x + 1)
+    return out

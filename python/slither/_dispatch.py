@@ -382,6 +382,35 @@ class Engine:
         )
 
 
+def single_result(c: tuple[Any, ...], fn_name: str, pinned: bool = False) -> Any:
+    """The value of a one-call batch's completion, or the exception it stands for, raised."""
+    batch_id, _tag, worker, pid, kind, data, exit_code, signal, _ = c
+    if kind == "ok":
+        try:
+            return pickle.loads(data)
+        except Exception as exc:
+            raise errors.SerializationError(f"the result of {fn_name} cannot be unpickled in the host: {exc}") from exc
+    if kind == "err":
+        try:
+            info = pickle.loads(data)
+        except Exception as exc:
+            info = {"kind": "error", "exc": None, "type": "?", "message": str(exc), "traceback": None}
+        exc, _tb = _rebuild(info, worker, pid, batch_id)
+        raise exc from exc.__cause__
+    where = f"worker {worker} (pid {pid})"
+    if kind == "crashed":
+        cause = f"killed by {signal}" if signal else f"exited with code {exit_code}"
+        crashed = errors.WorkerCrashed(f"{where} died while running {fn_name}: {cause}; it has been replaced")
+        if pinned:
+            raise errors.SessionLost(f"the session's {where} died ({cause}); its state is gone") from crashed
+        raise crashed
+    if kind == "timeout":
+        raise errors.BatchTimeout(f"{fn_name} overran its {data:g} s timeout on {where}; the worker was replaced")
+    if kind == "session_lost":
+        raise errors.SessionLost(f"the session's {where} died before running {fn_name}")
+    raise errors.PoolClosed(f"{fn_name} was not run: {data}")
+
+
 class _Raise(Exception):
     def __init__(self, exc: BaseException, failure: Failure) -> None:
         self.exc = exc

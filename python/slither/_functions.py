@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import pickle
 import sys
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -20,8 +21,26 @@ from slither.errors import ConfigError, SerializationError
 
 FnRef = tuple[str, Any]
 
+# A function is inspected (and pickled by value) once, not on every call.
+_refs: weakref.WeakKeyDictionary[Any, FnRef] = weakref.WeakKeyDictionary()
+
 
 def function_ref(fn: str | Callable[..., Any]) -> FnRef:
+    if not isinstance(fn, str):
+        try:
+            return _refs[fn]
+        except (KeyError, TypeError):
+            pass
+    ref = _make_ref(fn)
+    if not isinstance(fn, str):
+        try:
+            _refs[fn] = ref
+        except TypeError:
+            pass  # not weak-referenceable (e.g. some builtins): computed each time
+    return ref
+
+
+def _make_ref(fn: str | Callable[..., Any]) -> FnRef:
     if isinstance(fn, str):
         module, sep, name = fn.partition(":")
         if not sep or not module or not name:

@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from slither import errors
-from slither._dispatch import Engine
-from slither._functions import function_ref
+from slither._dispatch import Engine, single_result
+from slither._functions import describe, function_ref
 from slither._native import _slither
 from slither._workerpath import worker_env
-from slither.batching import AutoBatch, Batching, FixedBatch, resolve_batching
+from slither.batching import AutoBatch, Batching, resolve_batching
 from slither.outcome import Outcome, Reply
 from slither.session import Session
 from slither.stats import PoolStats
@@ -267,11 +267,20 @@ class Pool:
     def _call(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], pin: tuple[int, int] | None,
               timeout: float | None) -> Any:
         self._check_open()
-        engine = Engine(self, fn, [(args, kwargs)], mode="call", batching=FixedBatch(1), max_in_flight=1,
-                        ordered=False, timeout=timeout, on_error="raise", pin=pin)
-        for _, values, _failure in engine.entries():
-            return values[0]
-        raise errors.SlitherError("call produced no result")  # unreachable: every item yields an entry
+        try:
+            payload = pickle.dumps((function_ref(fn), "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
+        except errors.SlitherError:
+            raise
+        except Exception as exc:
+            raise errors.SerializationError(f"the arguments of {describe(fn)} cannot be pickled: {exc}") from exc
+        run = self._core.new_run()
+        self._core.submit(run, 0, payload, 1, timeout, pin)
+        try:
+            c = run.next(None)
+        except BaseException:
+            self._core.cancel(run)
+            raise
+        return single_result(c, describe(fn), pinned=pin is not None)
 
     def submit(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         """Like :meth:`call`, but returns a :class:`concurrent.futures.Future` at once."""
@@ -289,25 +298,11 @@ class Pool:
         run = self._core.new_run()
         for index, generation, _pid in targets:
             self._core.submit(run, index, payload, 1, None, (index, generation))
-        from slither._dispatch import _rebuild
-
         replies: dict[int, Reply] = {}
         try:
             while len(replies) < len(targets):
                 c = run.next(None)
-                batch_id, tag, worker, pid, kind, data, exit_code, signal, _ = c
-                if kind == "ok":
-                    replies[tag] = Reply(worker=tag, pid=pid, value=pickle.loads(data))
-                elif kind == "err":
-                    exc, _tb = _rebuild(pickle.loads(data), worker, pid, batch_id)
-                    raise exc from exc.__cause__
-                elif kind == "crashed":
-                    raise errors.WorkerCrashed(
-                        f"worker {worker} (pid {pid}) died during broadcast: "
-                        + (f"killed by {signal}" if signal else f"exit code {exit_code}")
-                    )
-                else:
-                    raise errors.SessionLost(f"worker {tag} was replaced during broadcast ({kind})")
+                replies[c[1]] = Reply(worker=c[1], pid=c[3], value=single_result(c, describe(fn), pinned=True))
         except BaseException:
             self._core.cancel(run)
             raise
@@ -405,35 +400,21 @@ class _FutureCollector:
         return fut
 
     def _loop(self) -> None:
-        from slither._dispatch import _rebuild
-
         while not self._stopped.is_set():
             try:
                 c = self._run.next(0.2)
-            except BaseException:
+            except BaseException:  # interpreter shutting down
                 return
             if c is None:
                 continue
-            batch_id, tag, worker, pid, kind, data, exit_code, signal, _ = c
             with self._lock:
-                fut = self._futures.pop(tag, None)
+                fut = self._futures.pop(c[1], None)
             if fut is None:
                 continue
             try:
-                if kind == "ok":
-                    fut.set_result(pickle.loads(data))
-                elif kind == "err":
-                    exc, _ = _rebuild(pickle.loads(data), worker, pid, batch_id)
-                    fut.set_exception(exc)
-                elif kind == "crashed":
-                    cause = f"killed by {signal}" if signal else f"exit code {exit_code}"
-                    fut.set_exception(errors.WorkerCrashed(f"worker {worker} (pid {pid}) died running the call: {cause}"))
-                elif kind == "timeout":
-                    fut.set_exception(errors.BatchTimeout(f"call timed out on worker {worker}"))
-                else:
-                    fut.set_exception(errors.PoolClosed(f"call was not run: {data}"))
-            except Exception as exc:
-                fut.set_exception(errors.SerializationError(f"call result could not be unpickled: {exc}"))
+                fut.set_result(single_result(c, "the submitted call"))
+            except BaseException as exc:  # every outcome resolves the future
+                fut.set_exception(exc)
 
     def stop(self) -> None:
         self._stopped.set()

@@ -1,7 +1,7 @@
 //! The pool: a fixed number of worker slots, each holding one live Python process at a time.
 //!
 //! ```text
-//!  submit(job) ─▶ State (one Mutex) ─ global queue / per-slot pinned queue ─▶ slot.writer ─▶ worker
+//!  submit(job) ─▶ State (one Mutex) ─ global queue / per-slot pinned queue ─▶ slot outbox ─▶ worker
 //!                     ▲                                                               │
 //!                     └── reader thread per worker: results, store requests, EOF ◀────┘
 //!  supervisor thread: spawns every worker (so the parent-death signal is tied to a thread that lives as long as the
@@ -12,6 +12,7 @@
 //! A worker holds up to `pipeline_depth` batches so it never waits for the host; it runs them in order, so the
 //! oldest unanswered batch is the one executing. That is what a crash or a deadline is charged to.
 
+mod outbox;
 mod reader;
 mod spawn;
 mod state;

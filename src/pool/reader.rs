@@ -1,18 +1,17 @@
-//! The two threads that serve one worker process: a writer draining its outgoing frames, and a reader that
-//! does the hello/init handshake, then hands results to the scheduler and answers store requests.
+//! The reader thread of one worker process: it does the hello/init handshake, then hands results to the
+//! scheduler and answers store requests. (Frames to the worker go through its outbox.)
 
-use crossbeam_channel::Receiver;
 use serde::Deserialize;
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::state::{deliver, Outgoing, Phase};
+use super::state::{deliver, Phase};
 use super::supervisor::Command;
 use super::{Outcome, Shared};
 use crate::events::Event;
-use crate::protocol::{self, read_frame, write_frame};
+use crate::protocol::{self, read_frame};
 
 #[derive(Deserialize)]
 struct Hello {
@@ -21,20 +20,6 @@ struct Hello {
     gil: bool,
     #[serde(default)]
     free_threaded_build: bool,
-}
-
-pub(crate) fn start_writer(index: usize, stream: UnixStream, rx: Receiver<Outgoing>) {
-    let _ = std::thread::Builder::new()
-        .name(format!("slither-w{index}-tx"))
-        .spawn(move || {
-            let mut w = BufWriter::with_capacity(64 * 1024, stream);
-            while let Ok(Outgoing::Frame { kind, id, payload }) = rx.recv() {
-                if write_frame(&mut w, kind, id, &payload).is_err() {
-                    break;
-                }
-            }
-            // Dropping the stream tells the worker, by end of file, that the host is gone.
-        });
 }
 
 pub(crate) fn start_reader(sh: Arc<Shared>, index: usize, generation: u64, stream: UnixStream) {
@@ -70,13 +55,7 @@ fn serve(sh: &Arc<Shared>, index: usize, generation: u64, stream: UnixStream) ->
         if slot.pid != h.pid {
             slot.pid = h.pid;
         }
-        if let Some(w) = &slot.writer {
-            let _ = w.send(Outgoing::Frame {
-                kind: protocol::INIT,
-                id: 0,
-                payload: Arc::new(sh.init_payload.clone()),
-            });
-        }
+        slot.write(protocol::INIT, 0, Arc::new(sh.init_payload.clone()));
     }
     match read_frame(&mut r) {
         Ok(Some(f)) if f.kind == protocol::READY => {}
@@ -138,13 +117,7 @@ fn serve(sh: &Arc<Shared>, index: usize, generation: u64, stream: UnixStream) ->
                 let st = sh.lock();
                 let slot = &st.slots[index];
                 if slot.generation == generation {
-                    if let Some(w) = &slot.writer {
-                        let _ = w.send(Outgoing::Frame {
-                            kind: protocol::STORE_REPLY,
-                            id: frame.id,
-                            payload: Arc::new(reply),
-                        });
-                    }
+                    slot.write(protocol::STORE_REPLY, frame.id, Arc::new(reply));
                 }
             }
             _ => return None,

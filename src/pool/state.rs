@@ -1,13 +1,13 @@
 //! The scheduler's state, guarded by one mutex: worker slots, the global queue, and the rules that move a
 //! batch from a queue onto a worker's channel.
 
-use crossbeam_channel::Sender;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::process::Child;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::outbox::Outbox;
 use super::{Completion, Job, Outcome, RunShared, Shared};
 use crate::events::Event;
 use crate::stats::{PoolStats, WorkerStats};
@@ -17,11 +17,6 @@ pub(crate) struct Queued {
     pub batch: u64,
     pub job: Job,
     pub run: Arc<RunShared>,
-}
-
-/// What a worker's writer thread is asked to put on the channel.
-pub(crate) enum Outgoing {
-    Frame { kind: u8, id: u64, payload: Arc<Vec<u8>> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,7 +75,7 @@ pub(crate) struct Slot {
     pub gil: bool,
     pub free_threaded_build: bool,
     pub child: Option<Child>,
-    pub writer: Option<Sender<Outgoing>>,
+    pub outbox: Option<Outbox>,
     /// Batches written to the worker and not answered, oldest (executing) first.
     pub sent: VecDeque<Queued>,
     pub head_since: Option<Instant>,
@@ -114,7 +109,7 @@ impl Slot {
             gil: true,
             free_threaded_build: false,
             child: None,
-            writer: None,
+            outbox: None,
             sent: VecDeque::new(),
             head_since: None,
             pinned: VecDeque::new(),
@@ -156,9 +151,9 @@ impl Slot {
             && (self.sessions > 0 || max_tasks.is_none_or(|m| self.batches_this_process + (self.sent.len() as u64) < m))
     }
 
-    fn write(&mut self, kind: u8, id: u64, payload: Arc<Vec<u8>>) {
-        if let Some(w) = &self.writer {
-            let _ = w.send(Outgoing::Frame { kind, id, payload });
+    pub fn write(&self, kind: u8, id: u64, payload: Arc<Vec<u8>>) {
+        if let Some(out) = &self.outbox {
+            out.send(kind, id, payload);
         }
     }
 }
@@ -325,7 +320,7 @@ impl State {
         let pid = slot.pid;
         let duration = slot.head_since.map(|t| (now - t).as_secs_f64()).unwrap_or(0.0);
         slot.head_since = None;
-        slot.writer = None;
+        slot.outbox = None;
         let mut sent: VecDeque<Queued> = std::mem::take(&mut slot.sent);
         if let (Some(outcome), Some(head)) = (head_outcome, sent.front()) {
             let _ = head;

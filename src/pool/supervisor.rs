@@ -11,9 +11,10 @@ use std::process::{Child, ExitStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::reader::{start_reader, start_writer};
+use super::outbox::Outbox;
+use super::reader::start_reader;
 use super::spawn::{signal_group, signal_name, spawn_worker};
-use super::state::{deliver, KillReason, Outgoing, Phase};
+use super::state::{deliver, KillReason, Phase};
 use super::{Outcome, Shared};
 use crate::events::Event;
 use crate::stats::read_rss;
@@ -66,7 +67,6 @@ fn start_due(sh: &Arc<Shared>, now: Instant) {
         let generation = slot.generation + 1;
         match spawn_worker(&sh.cfg, i, generation) {
             Ok(sp) => {
-                let (tx, wrx) = crossbeam_channel::unbounded::<Outgoing>();
                 let Ok(read_half) = sp.channel.try_clone() else {
                     slot.start_failures += 1;
                     slot.restart_at = Some(now + backoff(&sh.cfg, slot.start_failures));
@@ -75,7 +75,7 @@ fn start_due(sh: &Arc<Shared>, now: Instant) {
                 slot.generation = generation;
                 slot.pid = sp.child.id();
                 slot.child = Some(sp.child);
-                slot.writer = Some(tx);
+                slot.outbox = Some(Outbox::start(i, sp.channel));
                 slot.phase = Phase::Starting;
                 slot.spawned_at = now;
                 slot.ready_at = None;
@@ -84,7 +84,6 @@ fn start_due(sh: &Arc<Shared>, now: Instant) {
                 slot.mem_over = 0;
                 slot.rss = 0;
                 let pid = slot.pid;
-                start_writer(i, sp.channel, wrx);
                 start_reader(sh.clone(), i, generation, read_half);
                 sh.events.emit(|| Event::WorkerStarted {
                     worker: i,
@@ -304,19 +303,13 @@ fn stop_all(sh: &Arc<Shared>, graceful: bool) {
             slot.kill_reason = Some(KillReason::Stop);
             if let Some(c) = slot.child.take() {
                 if graceful {
-                    if let Some(w) = &slot.writer {
-                        let _ = w.send(Outgoing::Frame {
-                            kind: crate::protocol::SHUTDOWN,
-                            id: 0,
-                            payload: Arc::new(Vec::new()),
-                        });
-                    }
+                    slot.write(crate::protocol::SHUTDOWN, 0, Arc::new(Vec::new()));
                 } else {
                     signal_group(c.id(), libc::SIGTERM);
                 }
                 children.push((slot.index, c));
             }
-            slot.writer = None;
+            slot.outbox = None;
             slot.phase = Phase::Stopped;
         }
         let lost = st.abort_all("the pool was stopped");

@@ -1,0 +1,50 @@
+"""The native module: frozen pyclasses, the stub matches it, free-threading declared."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import sys
+
+from slither._native import _slither
+
+STUB = os.path.join(os.path.dirname(_slither.__file__), "_slither.pyi")
+
+
+def _classes():
+    return [obj for _, obj in inspect.getmembers(_slither, inspect.isclass) if not issubclass(obj, BaseException)]
+
+
+def test_every_pyclass_is_frozen():
+    import glob
+    import re
+
+    root = os.path.join(os.path.dirname(__file__), "..", "slither_py", "src")
+    attrs = [m for path in glob.glob(os.path.join(root, "*.rs"))
+             for m in re.findall(r"#\[pyclass\(([^)]*)\)\]", open(path).read())]
+    assert len(attrs) >= 4, "found no pyclass: the check would prove nothing"
+    assert all("frozen" in a for a in attrs), attrs
+    assert len(_classes()) >= 4
+
+
+def test_stub_names_every_public_member():
+    tree = ast.parse(open(STUB).read())
+    stub_names = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    stub_names |= {t.id for n in tree.body if isinstance(n, ast.AnnAssign) for t in [n.target]}
+    native = {n for n in dir(_slither) if not n.startswith("_")}
+    assert native <= stub_names | {"__version__"}, native - stub_names
+    for cls in _classes():
+        stub_cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
+        stub_methods = {f.name for f in stub_cls.body if isinstance(f, ast.FunctionDef)}
+        for base in stub_cls.bases:
+            parent = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == base.id)
+            stub_methods |= {f.name for f in parent.body if isinstance(f, ast.FunctionDef)}
+        public = {m for m in vars(cls) if not m.startswith("_")}
+        assert public <= stub_methods, (cls.__name__, public - stub_methods)
+
+
+def test_extension_declares_free_threading_support():
+    assert _slither.BUILD_GIL is False
+    if hasattr(sys, "_is_gil_enabled") and "free-threading" in sys.version:
+        assert not sys._is_gil_enabled()
