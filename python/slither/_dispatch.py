@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import pickle
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from slither import errors
@@ -33,7 +33,7 @@ Entry = tuple[int, "list[Any] | None", "Failure | None"]
 class _Batch:
     __slots__ = ("attempts", "indices", "items", "tag")
 
-    def __init__(self, tag: int, indices: list[int], items: list[Any], attempts: int = 1) -> None:
+    def __init__(self, tag: int, indices: Sequence[int], items: list[Any], attempts: int = 1) -> None:
         self.tag = tag
         self.indices = indices
         self.items = items
@@ -157,7 +157,7 @@ class Engine:
             self._fail(batch, "serialization", err, None, None, None, ready, retryable=False)
             return None
 
-    def _new_batch(self, indices: list[int], items: list[Any], attempts: int = 1) -> _Batch:
+    def _new_batch(self, indices: Sequence[int], items: list[Any], attempts: int = 1) -> _Batch:
         tag = self.next_tag
         self.next_tag += 1
         return _Batch(tag, indices, items, attempts)
@@ -242,7 +242,7 @@ class Engine:
             exc = errors.PoolClosed(f"batch {batch_id} was not run: {data}")
             self._fail(batch, "aborted", exc, batch_id, worker, pid, ready, retryable=False)
 
-    def _ok(self, indices: list[int], values: list[Any], ready: list[Entry]) -> None:
+    def _ok(self, indices: Sequence[int], values: list[Any], ready: list[Entry]) -> None:
         """Adds results as chunks of consecutive input positions (one chunk for contiguous batches)."""
         self.succeeded += len(values)
         if indices[-1] - indices[0] == len(indices) - 1:
@@ -300,7 +300,7 @@ class Engine:
     # -- the loop -----------------------------------------------------------------------------
     def entries(self) -> Iterator[Entry]:
         """Yields ``(start, results, None)`` chunks and ``(index, None, Failure)`` until every item is accounted for."""
-        source = self.batching.batches(enumerate(self.iterable))
+        source = self.batching.batches(self.iterable)
         exhausted = False
         ready: list[Entry] = []
         buffer: dict[int, Entry] = {}

@@ -8,24 +8,37 @@ group, unless ``max_size`` closes it first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator
+import itertools
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from slither.errors import ConfigError
 
-Batch = tuple[list[int], list[Any]]
+Batch = tuple[Sequence[int], list[Any]]
 
 
 class Batching:
-    """Base class of the strategies."""
+    """Base class of the strategies: ``batches(items)`` yields ``(input positions, items)`` lazily."""
 
-    def batches(self, items: Iterable[tuple[int, Any]]) -> Iterator[Batch]:
+    def batches(self, items: Iterable[Any]) -> Iterator[Batch]:
         raise NotImplementedError
 
     def plan(self, items: Iterable[Any]) -> list[list[int]]:
         """The item indices of each batch this strategy makes from ``items``."""
-        return [idx for idx, _ in self.batches(enumerate(items))]
+        return [list(idx) for idx, _ in self.batches(items)]
+
+
+def _slices(items: Iterable[Any], size: Callable[[], int]) -> Iterator[Batch]:
+    """Consecutive slices cut at C speed: no per-item Python work in the host."""
+    it = iter(items)
+    start = 0
+    while True:
+        chunk = list(itertools.islice(it, size()))
+        if not chunk:
+            return
+        yield range(start, start + len(chunk)), chunk
+        start += len(chunk)
 
 
 @dataclass(frozen=True)
@@ -38,17 +51,8 @@ class FixedBatch(Batching):
         if not isinstance(self.size, int) or self.size < 1:
             raise ConfigError(f"FixedBatch size must be a positive integer, got {self.size!r}")
 
-    def batches(self, items: Iterable[tuple[int, Any]]) -> Iterator[Batch]:
-        idx: list[int] = []
-        vals: list[Any] = []
-        for i, v in items:
-            idx.append(i)
-            vals.append(v)
-            if len(idx) == self.size:
-                yield idx, vals
-                idx, vals = [], []
-        if idx:
-            yield idx, vals
+    def batches(self, items: Iterable[Any]) -> Iterator[Batch]:
+        return _slices(items, lambda: self.size)
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,11 @@ class WeightedBatch(Batching):
         if not (isinstance(self.max_weight, (int, float)) and self.max_weight > 0):
             raise ConfigError(f"WeightedBatch max_weight must be positive, got {self.max_weight!r}")
 
-    def batches(self, items: Iterable[tuple[int, Any]]) -> Iterator[Batch]:
+    def batches(self, items: Iterable[Any]) -> Iterator[Batch]:
         idx: list[int] = []
         vals: list[Any] = []
         total = 0.0
-        for i, v in items:
+        for i, v in enumerate(items):
             w = self.weight(v)
             if w < 0:
                 raise ConfigError(f"WeightedBatch weight of item {i} is negative ({w!r})")
@@ -95,9 +99,9 @@ class KeyPartition(Batching):
         if self.max_size is not None and (not isinstance(self.max_size, int) or self.max_size < 1):
             raise ConfigError(f"KeyPartition max_size must be a positive integer or None, got {self.max_size!r}")
 
-    def batches(self, items: Iterable[tuple[int, Any]]) -> Iterator[Batch]:
-        groups: dict[Hashable, Batch] = {}
-        for i, v in items:
+    def batches(self, items: Iterable[Any]) -> Iterator[Batch]:
+        groups: dict[Hashable, tuple[list[int], list[Any]]] = {}
+        for i, v in enumerate(items):
             k = self.key(v)
             group = groups.get(k)
             if group is None:
@@ -128,17 +132,8 @@ class AutoBatch(Batching):
         # Grow at most 4x per observation so one fast outlier does not make a huge batch.
         self.size = max(1, min(want, self.size * 4, self.limit))
 
-    def batches(self, items: Iterable[tuple[int, Any]]) -> Iterator[Batch]:
-        idx: list[int] = []
-        vals: list[Any] = []
-        for i, v in items:
-            idx.append(i)
-            vals.append(v)
-            if len(idx) >= self.size:
-                yield idx, vals
-                idx, vals = [], []
-        if idx:
-            yield idx, vals
+    def batches(self, items: Iterable[Any]) -> Iterator[Batch]:
+        return _slices(items, lambda: self.size)
 
 
 def resolve_batching(batching: Batching | None, batch_size: int | None, default: int | None) -> Batching:
