@@ -9,6 +9,8 @@ import time
 import psutil
 import pytest
 
+pytest_plugins = ["pytester"]
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     # Worker-importable helpers (tests/_helpers.py) are imported by name in the workers too.
