@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 
-
 @pytest.mark.timeout(120)
 def test_plugin_fixtures_and_helper(pytester):
     pytester.makepyfile(

@@ -31,6 +31,7 @@ def run_baselines(name: str, data: Any, threads: int, *, amplify: bool = True) -
             sys.setswitchinterval(previous)
         if amplified:
             note = f"{note}; GIL switch interval {AMPLIFIED_SWITCH_INTERVAL:g} s to let races show".lstrip("; ")
-        rows.append(Row(f"{mode} ({threads} threads)", interpreter_label(),
+        label = mode if "(" in mode else f"{mode} ({threads} threads)"
+        rows.append(Row(label, interpreter_label(),
                         [Invariant(**i) for i in invariants], wall, peak, note))
     return rows
