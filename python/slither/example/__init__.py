@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from types import ModuleType
+from typing import Any
 
 EXAMPLES = {
     "text_analysis": "slither.example.text_analysis",
@@ -23,6 +24,17 @@ def load(name: str) -> ModuleType:
     if name not in EXAMPLES:
         raise KeyError(f"no example named {name!r}; choose from {', '.join(EXAMPLES)}")
     return importlib.import_module(EXAMPLES[name])
+
+
+def run(name: str, *, size: str = "default", workers: int | None = None, baselines: bool = True,
+        baseline_python: list[str] | None = None, seed: int = 42) -> Any:
+    """Runs one example and returns its report (text with ``print``, HTML in Jupyter, ``.to_json()``)."""
+    from slither.example._harness import Context
+
+    ctx = Context(size=size, seed=seed, baselines=baselines, baseline_python=list(baseline_python or []))
+    if workers is not None:
+        ctx.workers = workers
+    return load(name).run(ctx)
 
 
 def missing_packages(module: ModuleType) -> list[str]:
