@@ -36,7 +36,7 @@ def _run_strategy(pool: slither.Pool, items: list[dict[str, Any]], label: str, b
                   ordered: bool) -> tuple[list[Invariant], str]:
     plan = batching.plan(items)
     expected_skipped = sum(len(b) for b in plan if any(w.is_poison(items[i]) for i in b))
-    crash_batches = sum(1 for b in plan if any(items[i]["kind"] == "crash" for i in b))
+    crash_batches = sum(1 for b in plan if w.crashes([items[i] for i in b]))
     restarts_before = sum(s.restarts for s in pool.stats().workers)
     pool.broadcast(f"{MODULE}:reset")
     outcome = pool.dispatch(f"{MODULE}:compute_stats", items, per="batch", batching=batching, ordered=ordered,

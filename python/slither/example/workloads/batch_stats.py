@@ -45,6 +45,12 @@ def is_poison(item: dict[str, Any]) -> bool:
     return item["kind"] in ("poison", "crash")
 
 
+def crashes(batch: list[dict[str, Any]]) -> bool:
+    """Whether ``compute_stats`` dies on this batch: its first pill is a crash pill (a poison pill raises first)."""
+    first = next((item for item in batch if is_poison(item)), None)
+    return first is not None and first["kind"] == "crash"
+
+
 def validate(values: list[Any]) -> None:
     if not values:
         raise ValueError("empty dataset: cannot compute statistics")
