@@ -325,12 +325,14 @@ class Engine:
                     else:
                         out, ready = ready, []
                         yield from out
-                while self.retries and self.retries[0][0] <= time.monotonic() and run.in_flight < self.max_in_flight:
+                # `live` counts every batch submitted and not yet handled here, including answers that
+                # arrived but wait in the run's channel: that, not the core's count, bounds what is read.
+                while self.retries and self.retries[0][0] <= time.monotonic() and len(self.live) < self.max_in_flight:
                     _, _, again = heapq.heappop(self.retries)
                     self._submit(again, ready)
                 # Ordered output waits for its oldest batch: count what is buffered behind it too, so one slow
                 # batch cannot make the host pull (and hold) the rest of the input.
-                while not exhausted and run.in_flight < self.max_in_flight and (
+                while not exhausted and len(self.live) < self.max_in_flight and (
                     not self.ordered or len(self.live) + len(buffer) < window
                 ):
                     try:

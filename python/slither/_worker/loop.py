@@ -95,65 +95,73 @@ class Worker:
                 del body, frame
 
     def run_task(self, ident: int, body: bytes) -> None:
-        try:
-            fn_ref, mode, data = pickle.loads(body)
-            fn = resolve(fn_ref)
-        except BaseException as exc:
-            self.send_error(ident, "setup", exc)
-            return
-        if mode == "item":
-            results: list[Any] = []
-            errors: dict[int, dict[str, Any]] = {}
-            append = results.append
-            for i, item in enumerate(data):
-                try:
-                    append(fn(item))
-                except BaseException as exc:
-                    if isinstance(exc, KeyboardInterrupt):
-                        raise
-                    append(None)
-                    errors[i] = _describe(exc)
-            self.send_ok(ident, (results, errors) if errors else results)
-            return
-        try:
-            if mode == "batch":
-                out = fn(data)
-                if not isinstance(out, list):
-                    raise _LengthError(
-                        f"batch function {_name(fn)} returned {type(out).__name__}, expected a list of {len(data)} results"
-                    )
-                if len(out) != len(data):
-                    raise _LengthError(
-                        f"batch function {_name(fn)} returned {len(out)} results for a batch of {len(data)} items"
-                    )
-            else:
-                ((args, kwargs),) = data
-                out = fn(*args, **kwargs)
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            self.send_error(ident, "length" if isinstance(exc, _LengthError) else "error", exc)
-            return
-        self.send_ok(ident, out)
+        ok, payload = execute(body, self.max_result_bytes)
+        self.chan.send(framing.RESULT_OK if ok else framing.RESULT_ERR, ident, payload)
 
-    def send_ok(self, ident: int, value: Any) -> None:
-        try:
-            payload = pickle.dumps(value, PROTOCOL)
-        except BaseException as exc:
-            self.send_error(ident, "serialization", exc, index=_first_unpicklable(value))
-            return
-        if len(payload) > self.max_result_bytes:
-            msg = f"result of {len(payload):,} bytes exceeds max_result_bytes={self.max_result_bytes:,}"
-            self.send_error(ident, "too_large", ValueError(msg))
-            return
-        self.chan.send(framing.RESULT_OK, ident, payload)
 
-    def send_error(self, ident: int, kind: str, exc: BaseException, index: int | None = None) -> None:
-        info = _describe(exc)
-        info["kind"] = kind
-        info["index"] = index
-        payload = pickle.dumps(info, PROTOCOL)
-        self.chan.send(framing.RESULT_ERR, ident, payload)
+def execute(body: bytes, max_result_bytes: int = 1 << 30) -> tuple[bool, bytes]:
+    """Runs one pickled task; returns (True, pickled results) or (False, pickled error description).
+
+    Shared by the worker loop and by other backends' workers (e.g. Ray actors), so a task means the same
+    thing wherever it runs.
+    """
+    try:
+        fn_ref, mode, data = pickle.loads(body)
+        fn = resolve(fn_ref)
+    except BaseException as exc:
+        return _error("setup", exc)
+    if mode == "item":
+        results: list[Any] = []
+        errors: dict[int, dict[str, Any]] = {}
+        items = iter(data)
+        # list.extend(map(...)) runs at C speed and keeps what it appended when fn raises; the failing
+        # item is already consumed, so the loop resumes with the next one.
+        while len(results) < len(data):
+            try:
+                results.extend(map(fn, items))
+            except BaseException as exc:  # SystemExit from user code is an error of that item too
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                errors[len(results)] = _describe(exc)
+                results.append(None)
+        return _ok((results, errors) if errors else results, max_result_bytes)
+    try:
+        if mode == "batch":
+            out = fn(data)
+            if not isinstance(out, list):
+                raise _LengthError(
+                    f"batch function {_name(fn)} returned {type(out).__name__}, expected a list of {len(data)} results"
+                )
+            if len(out) != len(data):
+                raise _LengthError(
+                    f"batch function {_name(fn)} returned {len(out)} results for a batch of {len(data)} items"
+                )
+        else:
+            ((args, kwargs),) = data
+            out = fn(*args, **kwargs)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return _error("length" if isinstance(exc, _LengthError) else "error", exc)
+    return _ok(out, max_result_bytes)
+
+
+def _ok(value: Any, max_result_bytes: int) -> tuple[bool, bytes]:
+    try:
+        payload = pickle.dumps(value, PROTOCOL)
+    except BaseException as exc:
+        return _error("serialization", exc, index=_first_unpicklable(value))
+    if len(payload) > max_result_bytes:
+        msg = f"result of {len(payload):,} bytes exceeds max_result_bytes={max_result_bytes:,}"
+        return _error("too_large", ValueError(msg))
+    return True, payload
+
+
+def _error(kind: str, exc: BaseException, index: int | None = None) -> tuple[bool, bytes]:
+    info = _describe(exc)
+    info["kind"] = kind
+    info["index"] = index
+    return False, pickle.dumps(info, PROTOCOL)
 
 
 class _LengthError(Exception):
