@@ -2,6 +2,7 @@
 
     nox -s tests               build the extension, cargo test, pytest (the README's test command)
     nox -s tests_freethreaded  the same pytest suite on a free-threaded CPython (skipped, with a message, if none can be had)
+    nox -s ray                 the shared behaviour tests on both backends, with a local Ray
     nox -s lint                rustfmt, clippy -D warnings, ruff
     nox -s bench               benchmarks against the peers; writes docs/benchmarks.md
 """
@@ -74,6 +75,14 @@ def tests_freethreaded(session: nox.Session) -> None:
 
 
 @nox.session
+def ray(session: nox.Session) -> None:
+    """The behaviour shared by both backends, against a local Ray limited to this machine's cores."""
+    session.install(*TEST_DEPS, "ray>=2.9")
+    _develop(session)
+    session.run("python", "-m", "pytest", "-q", "tests/test_backends.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """rustfmt, clippy with warnings as errors, ruff."""
     session.install("ruff")
@@ -85,6 +94,6 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks against serial, threads, multiprocessing, ProcessPoolExecutor, loky, mpire, Pebble."""
-    session.install("maturin>=1.7,<2", "cloudpickle>=2.0", "psutil>=5.9", "loky", "mpire", "Pebble")
+    session.install("maturin>=1.7,<2", "cloudpickle>=2.0", "psutil>=5.9", "loky", "mpire", "Pebble", "ray>=2.9")
     session.run("maturin", "develop", "--release", "--quiet")
     session.run("python", "bench/run.py", *session.posargs)

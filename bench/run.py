@@ -22,6 +22,7 @@ sys.path.insert(0, str(HERE))
 import faults  # noqa: E402
 import floor  # noqa: E402
 import peers  # noqa: E402
+import ray_bench  # noqa: E402
 import store_bench  # noqa: E402
 import telemetry_bench  # noqa: E402
 import workloads  # noqa: E402
@@ -130,6 +131,8 @@ def main() -> int:
     print("telemetry:", json.dumps(results["telemetry"]), flush=True)
     results["store"] = store_bench.run(quick=q)
     print("store:", json.dumps(results["store"]), flush=True)
+    results["ray"] = ray_bench.run(quick=q)
+    print("ray:", json.dumps(results["ray"]), flush=True)
     results["machine"]["load_after"] = os.getloadavg()[0]
 
     out = Path(args.out)
@@ -214,6 +217,7 @@ def render(r: dict) -> str:
         f"items/s; after unsubscribing {_fmt(t['after_items_per_s'])} items/s.",
     ]
     lines += ["", store_bench.markdown(r["store"])]
+    lines += ["", ray_bench.markdown(r["ray"])]
     lines += [
         "",
         "## Reproduce",

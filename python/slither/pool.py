@@ -47,6 +47,8 @@ class Pool:
         init: a function (or ``"module:function"``) run once in each worker before its first batch.
         init_args: positional arguments for ``init``.
         store: a :class:`slither.Store` the workers can read and write via ``slither.worker.store``.
+        backend: ``"local"`` (worker processes on this machine) or ``"ray"`` (workers as Ray actors, on a
+            local Ray or the cluster at ``address``; see docs/ray.md).
         max_tasks_per_worker: replace a worker after this many batches (losing nothing).
         max_memory_per_worker: replace a worker whose resident memory (bytes) stays above this.
         max_result_bytes: largest pickled batch result a worker may send back (default 1 GiB).
@@ -73,6 +75,8 @@ class Pool:
         startup_timeout: float = 60.0,
         shutdown_grace: float = 2.0,
         forward_output: bool = True,
+        backend: str = "local",
+        address: str | None = None,
     ) -> None:
         n = (os.cpu_count() or 1) if workers is None else workers
         if not isinstance(n, int) or n < 1:
@@ -98,8 +102,20 @@ class Pool:
             "max_result_bytes": int(max_result_bytes),
         }
         self._store = store
-        self._core = _slither.PoolCore(config, pickle.dumps(init_spec, pickle.HIGHEST_PROTOCOL),
-                                       store._inner if store is not None else None)
+        payload = pickle.dumps(init_spec, pickle.HIGHEST_PROTOCOL)
+        if backend == "ray":
+            if python is not None:
+                raise errors.ConfigError("python= is not supported with backend='ray': Ray chooses the interpreter")
+            try:
+                from slither._ray_core import RayCore
+            except ImportError as exc:
+                raise errors.ConfigError('backend="ray" needs Ray: pip install "slither[ray]"') from exc
+            self._core = RayCore(n, payload, store, address)
+        elif backend == "local":
+            self._core = _slither.PoolCore(config, payload, store._inner if store is not None else None)
+        else:
+            raise errors.ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
+        self.backend = backend
         self._closed = False
         self._lock = threading.Lock()
         self._telemetry = Telemetry(self._core)
@@ -166,6 +182,12 @@ class Pool:
     def _check_open(self) -> None:
         if self._closed:
             raise errors.PoolClosed("the pool is closed")
+
+    def publish_store(self) -> None:
+        """With ``backend="ray"``: sends the host store's current tables to the workers' store actor."""
+        publish = getattr(self._core, "publish_store", None)
+        if publish is not None:
+            publish()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Waits until every worker slot holds a ready process (e.g. after a crash replacement)."""
@@ -385,6 +407,8 @@ class _FutureCollector:
 
     def submit(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> concurrent.futures.Future[Any]:
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        # Running before it is submitted: the collector thread may resolve it as soon as it is.
+        fut.set_running_or_notify_cancel()
         payload = pickle.dumps((function_ref(fn), "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
         with self._lock:
             self._tag += 1
@@ -396,7 +420,6 @@ class _FutureCollector:
             with self._lock:
                 self._futures.pop(tag, None)
             raise
-        fut.set_running_or_notify_cancel()
         return fut
 
     def _loop(self) -> None:

@@ -118,6 +118,12 @@ impl StoreCore {
             snap: self.inner.snapshot(),
         }
     }
+
+    /// Answers one worker store request (the same bytes a pool's workers send); for backends whose workers
+    /// reach the store through something other than the pool's own channels.
+    fn handle_request<'py>(&self, py: Python<'py>, payload: &[u8]) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.handle_worker_request(payload))
+    }
 }
 
 #[pymethods]

@@ -71,18 +71,7 @@ class Worker:
         self.chan.send(framing.READY, 0)
 
     def init(self, spec: dict[str, Any]) -> None:
-        for entry in reversed(spec.get("sys_path", [])):
-            if entry not in sys.path:
-                sys.path.insert(0, entry)
-        self.max_result_bytes = spec.get("max_result_bytes", self.max_result_bytes)
-        if spec.get("store"):
-            import slither.worker
-            from slither._worker.store_client import WorkerStore
-
-            slither.worker.store = WorkerStore(self.store_request)
-        fn_ref = spec.get("init")
-        if fn_ref is not None:
-            resolve(fn_ref)(*spec.get("init_args", ()))
+        self.max_result_bytes = apply_init(spec, self.store_request)
 
     def serve(self) -> None:
         while True:
@@ -97,6 +86,22 @@ class Worker:
     def run_task(self, ident: int, body: bytes) -> None:
         ok, payload = execute(body, self.max_result_bytes)
         self.chan.send(framing.RESULT_OK if ok else framing.RESULT_ERR, ident, payload)
+
+
+def apply_init(spec: dict[str, Any], store_transport: Any) -> int:
+    """Prepares this process from the pool's start-up spec (import path, store, init); returns the result limit."""
+    for entry in reversed(spec.get("sys_path", [])):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    if spec.get("store"):
+        import slither.worker
+        from slither._worker.store_client import WorkerStore
+
+        slither.worker.store = WorkerStore(store_transport)
+    fn_ref = spec.get("init")
+    if fn_ref is not None:
+        resolve(fn_ref)(*spec.get("init_args", ()))
+    return int(spec.get("max_result_bytes", 1 << 30))
 
 
 def execute(body: bytes, max_result_bytes: int = 1 << 30) -> tuple[bool, bytes]:
