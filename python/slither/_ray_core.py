@@ -143,6 +143,7 @@ class RayCore:
         self._slots = [_Slot(i, _WorkerActor.remote(i, init_payload, self._store_actor)) for i in range(workers)]
         self._max_seen = 0
         self._outstanding = 0
+        self._orphans: set[Any] = set()
         self._stopped = False
 
     # -- start-up and shutdown ----------------------------------------------------------------
@@ -258,6 +259,13 @@ class RayCore:
             ok, payload, pid = ray.get(ref)
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
             self._dead(slot, p.generation)
+            with self._lock:
+                orphan = ref in self._orphans
+                self._orphans.discard(ref)
+                if was_running and not orphan:
+                    # Those queued behind the batch that died never started; their errors arrive later.
+                    self._orphans.update(slot.queue)
+            was_running = was_running and not orphan
             if not was_running and not p.pinned:
                 # It never started: it goes to a live actor, untouched, as in the local pool.
                 p.slot = min(self._slots, key=lambda s: (s.pending, s.index)).index
