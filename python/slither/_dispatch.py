@@ -205,10 +205,7 @@ class Engine:
                            positions=[j for j in range(len(batch.indices)) if j in item_errors])
             return
         if kind == "err":
-            try:
-                info = pickle.loads(data)
-            except Exception as exc:
-                info = {"kind": "error", "exc": None, "type": "?", "message": str(exc), "traceback": None}
+            info = _error_info(data)
             exc, tb = _rebuild(info, worker, pid, batch_id)
             fkind = {"length": "length", "serialization": "serialization", "too_large": "serialization"}.get(
                 info.get("kind"), "error"
@@ -393,11 +390,7 @@ def single_result(c: tuple[Any, ...], fn_name: str, pinned: bool = False) -> Any
         except Exception as exc:
             raise errors.SerializationError(f"the result of {fn_name} cannot be unpickled in the host: {exc}") from exc
     if kind == "err":
-        try:
-            info = pickle.loads(data)
-        except Exception as exc:
-            info = {"kind": "error", "exc": None, "type": "?", "message": str(exc), "traceback": None}
-        exc, _tb = _rebuild(info, worker, pid, batch_id)
+        exc, _tb = _rebuild(_error_info(data), worker, pid, batch_id)
         raise exc from exc.__cause__
     where = f"worker {worker} (pid {pid})"
     if kind == "crashed":
@@ -417,6 +410,14 @@ class _Raise(Exception):
     def __init__(self, exc: BaseException, failure: Failure) -> None:
         self.exc = exc
         self.failure = failure
+
+
+def _error_info(data: bytes) -> dict[str, Any]:
+    """A worker's error description; one that will not even unpickle still becomes a description."""
+    try:
+        return pickle.loads(data)
+    except Exception as exc:
+        return {"kind": "error", "exc": None, "type": "?", "message": str(exc), "traceback": None}
 
 
 def _rebuild(info: dict[str, Any], worker: int | None, pid: int | None, batch_id: int) -> tuple[BaseException, str | None]:

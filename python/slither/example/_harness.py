@@ -75,6 +75,18 @@ def gil_note(rows: list[Row], races: str) -> str | None:
     )
 
 
+def finish(report: Any, ctx: Context, races: str | None, *notes: str) -> Any:
+    """Adds the honest GIL note (when every baseline ran with the GIL on), the example's notes, and what
+    peak memory means."""
+    note = gil_note(report.rows, races) if races else None
+    if note and ctx.baselines:
+        report.notes.append(note)
+    report.notes.extend(notes)
+    report.notes.append("peak MiB: resident memory high-water mark of the host during the run (for slither, plus "
+                        "each worker's), as the operating system reports it")
+    return report
+
+
 def worker_peak_mb(pool: slither.Pool) -> float:
     """The sum over workers of each one's peak resident memory (OS high-water mark), in MiB."""
     return sum(w.peak_rss_bytes for w in pool.stats().workers) / 2**20

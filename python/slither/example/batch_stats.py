@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import slither
-from slither.example._harness import Context, baseline_rows, gil_note, header, worker_peak_mb
+from slither.example._harness import Context, baseline_rows, finish, header, worker_peak_mb
 from slither.example._measure import measure
 from slither.example._report import Invariant, Report, Row, interpreter_label
 from slither.example.workloads import batch_stats as w
@@ -90,10 +90,6 @@ def run(ctx: Context) -> Report:
     report.rows.append(Row(f"slither ({ctx.workers} workers)", interpreter_label(), invariants, wall, peak,
                            "four strategies, on_error='skip'; crash pills segfault their worker"))
     report.rows += baseline_rows(ctx, NAME, items)
-    note = gil_note(report.rows, "a multi-step update of shared running statistics is corrupted only when a "
-                                 "thread switch lands inside it, which the GIL makes rare.")
-    if note and ctx.baselines:
-        report.notes.append(note)
-    report.notes.append("the threaded baselines skip poison pills; the crash pill runs only in the child interpreter")
-    report.notes.append("peak MiB: host resident memory high-water mark during the run, plus each worker's for slither")
-    return report
+    return finish(report, ctx, ("a multi-step update of shared running statistics is corrupted only when a "
+                          "thread switch lands inside it, which the GIL makes rare."),
+                  "the threaded baselines skip poison pills; the crash pill runs only in the child interpreter")

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import slither
-from slither.example._harness import Context, baseline_rows, gil_note, header, worker_peak_mb
+from slither.example._harness import Context, baseline_rows, finish, header, worker_peak_mb
 from slither.example._measure import measure
 from slither.example._report import Invariant, Report, Row, interpreter_label
 from slither.example.workloads import data_etl as w
@@ -86,10 +86,6 @@ def run(ctx: Context) -> Report:
     report.details += [f"  worker pid {a['pid']}: {a['validations']} validations, audit log {a['audit_log']}, "
                        f"versions seen {a['versions_seen']}" for a in audits]
     report.rows += baseline_rows(ctx, NAME, batches)
-    note = gil_note(report.rows, "a reader catches the dict mid-update, or loses a counter update, only when a "
-                                 "thread switch lands there, which the GIL makes rare.")
-    if note and ctx.baselines:
-        report.notes.append(note)
-    report.notes.append("the baselines validate batch 3's rows while another thread toggles the schema")
-    report.notes.append("peak MiB: host resident memory high-water mark during the run, plus each worker's for slither")
-    return report
+    return finish(report, ctx, ("a reader catches the dict mid-update, or loses a counter update, only when a "
+                          "thread switch lands there, which the GIL makes rare."),
+                  "the baselines validate batch 3's rows while another thread toggles the schema")

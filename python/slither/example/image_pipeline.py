@@ -9,7 +9,7 @@ unbounded pool of 16 threads doing the same work is the baseline: its peak memor
 from __future__ import annotations
 
 import slither
-from slither.example._harness import Context, baseline_rows, header
+from slither.example._harness import Context, baseline_rows, finish, header
 from slither.example._measure import measure
 from slither.example._report import Invariant, Report, Row, interpreter_label
 from slither.example.workloads import image_pipeline as w
@@ -62,8 +62,6 @@ def run(ctx: Context) -> Report:
         kinds[s["label"]] = kinds.get(s["label"], 0) + 1
     report.details.append(f"  images: {kinds}; {out.stats.batches} thumbnail batches")
     report.rows += baseline_rows(ctx, NAME, specs)
-    report.notes.append("peak MiB: resident memory high-water mark of the host during the run (for slither, plus "
-                        "each worker's), as the operating system reports it")
-    report.notes.append("the thread baselines report corruption only if they observe it; Pillow releases the GIL "
-                        "while resizing, so these threads really run in parallel even on a GIL build")
-    return report
+    return finish(report, ctx, None,
+                  "the thread baselines report corruption only if they observe it; Pillow releases the GIL "
+                  "while resizing, so these threads really run in parallel even on a GIL build")

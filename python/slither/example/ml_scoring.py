@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 import slither
-from slither.example._harness import Context, baseline_rows, gil_note, header, worker_peak_mb
+from slither.example._harness import Context, baseline_rows, finish, header, worker_peak_mb
 from slither.example._measure import measure
 from slither.example._report import Invariant, Report, Row, interpreter_label
 from slither.example.workloads import ml_scoring as w
@@ -91,9 +91,5 @@ def run(ctx: Context) -> Report:
     report.rows.append(Row(f"slither ({ctx.workers} workers)", interpreter_label(), invariants, wall, peak,
                            "two pinned sessions, trained and scored concurrently"))
     report.rows += baseline_rows(ctx, NAME, data)
-    note = gil_note(report.rows, "the shared model slot is overwritten whatever the GIL does; only the lost "
-                                 "counter updates depend on thread switches.")
-    if note and ctx.baselines:
-        report.notes.append(note)
-    report.notes.append("peak MiB: host resident memory high-water mark during the run, plus each worker's for slither")
-    return report
+    return finish(report, ctx, ("the shared model slot is overwritten whatever the GIL does; only the lost "
+                          "counter updates depend on thread switches."))

@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any
 
 import slither
-from slither.example._harness import Context, baseline_rows, gil_note, header, worker_peak_mb
+from slither.example._harness import Context, baseline_rows, finish, header, worker_peak_mb
 from slither.example._measure import measure
 from slither.example._report import Invariant, Report, Row, interpreter_label
 from slither.example.workloads import text_analysis as w
@@ -77,9 +77,5 @@ def run(ctx: Context) -> Report:
     top = ", ".join(f"{word} {n}" for word, n in merged.most_common(5))
     report.details.append(f"  top words (merged): {top}")
     report.rows += baseline_rows(ctx, NAME, docs)
-    note = gil_note(report.rows, "lost updates to a shared dict happen only when a thread switch lands between "
-                                 "the read and the write, which the GIL makes rare.")
-    if note and ctx.baselines:
-        report.notes.append(note)
-    report.notes.append("peak MiB: host resident memory high-water mark during the run, plus each worker's for slither")
-    return report
+    return finish(report, ctx, ("lost updates to a shared dict happen only when a thread switch lands between "
+                          "the read and the write, which the GIL makes rare."))

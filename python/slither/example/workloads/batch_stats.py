@@ -18,6 +18,8 @@ import sys
 import threading
 from typing import Any
 
+from slither.example._measure import run_threads
+
 SIZES = {"small": (80, 80, 35, 5, 2), "default": (800, 800, 350, 50, 5), "large": (4000, 4000, 1750, 50, 5)}
 
 
@@ -160,7 +162,7 @@ def unsafe_threaded(items: list[dict[str, Any]], threads: int) -> tuple[int, flo
                 shared.mean = mean
                 shared.n = n
 
-    _run(threads, work)
+    run_threads(threads, work)
     return shared.n, shared.mean, shared.m2
 
 
@@ -174,19 +176,12 @@ def safe_threaded(items: list[dict[str, Any]], threads: int) -> tuple[int, float
                 st = welford(item["values"], st)
         parts[k] = st
 
-    _run(threads, work)
+    run_threads(threads, work)
     total: tuple[int, float, float] = (0, 0.0, 0.0)
     for p in parts:
         total = chan(total, p)
     return total
 
-
-def _run(n: int, target: Any) -> None:
-    ts = [threading.Thread(target=target, args=(k,)) for k in range(n)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
 
 
 def valid_values(items: list[dict[str, Any]]) -> list[float]:
@@ -267,7 +262,7 @@ def _child_main(threads: int) -> None:
                 results.append(r)
                 print(f"done {item['id']}", flush=True)
 
-    _run(threads, work)
+    run_threads(threads, work)
 
 
 if __name__ == "__main__":

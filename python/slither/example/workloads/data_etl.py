@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any
 
+from slither.example._measure import run_threads
+
 NAMES = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Ken", "Liam", "Mia", "Noah", "Olga", "Pete", "Quinn", "Rosa", "Sam", "Tina", "Uma", "Vic", "Walt", "Xena", "Yuri", "Zoe", "Abe", "Bea", "Cy", "Drew"]
 SIZES = {"small": 500, "default": 5000, "large": 20000}
 RATIOS = (0.10, 0.20, 0.15)
@@ -168,6 +170,20 @@ def _toggle(stop: threading.Event, apply: Any) -> int:
     return n
 
 
+def _while_toggling(apply: Any, work: Any) -> int:
+    """Runs ``work()`` while another thread switches the schema back and forth; returns the switches made."""
+    stop = threading.Event()
+    toggles = [0]
+    toggler = threading.Thread(target=lambda: toggles.__setitem__(0, _toggle(stop, apply)))
+    toggler.start()
+    try:
+        work()
+    finally:
+        stop.set()
+        toggler.join()
+    return toggles[0]
+
+
 def _check(rows: list[dict[str, Any]], entries: list[dict[str, Any]], count: int, log: int) -> list[dict]:
     by_id = {r["id"]: r for r in rows}
     torn = sum(1 for e in entries if e["valid"] != (not validate(by_id[e["id"]], SCHEMAS[e["version"]])))
@@ -196,17 +212,9 @@ def unsafe_threaded(rows: list[dict[str, Any]], threads: int) -> tuple[list[dict
             cfg.audit.append(entries[i])
             cfg.count += 1
 
-    stop = threading.Event()
-    toggles = [0]
-    toggler = threading.Thread(target=lambda: toggles.__setitem__(0, _toggle(stop, lambda v: _reload_in_place(cfg, v))))
-    toggler.start()
-    try:
-        _run(threads, work)
-    finally:
-        stop.set()
-        toggler.join()
+    toggles = _while_toggling(lambda v: _reload_in_place(cfg, v), lambda: run_threads(threads, work))
     return _check(rows, entries, cfg.count, len(cfg.audit)), (
-        f"schema dict mutated in place {toggles[0]} times during the run; shared counter and audit log")
+        f"schema dict mutated in place {toggles} times during the run; shared counter and audit log")
 
 
 def safe_threaded(rows: list[dict[str, Any]], threads: int) -> tuple[list[dict], str]:
@@ -228,26 +236,11 @@ def safe_threaded(rows: list[dict[str, Any]], threads: int) -> tuple[list[dict],
             n += 1
         parts[k] = (n, log)
 
-    stop = threading.Event()
-    toggles = [0]
-    toggler = threading.Thread(target=lambda: toggles.__setitem__(0, _toggle(stop, swap)))
-    toggler.start()
-    try:
-        _run(threads, work)
-    finally:
-        stop.set()
-        toggler.join()
+    toggles = _while_toggling(swap, lambda: run_threads(threads, work))
     entries = [e for _, log in parts for e in log]
     return _check(rows, entries, sum(n for n, _ in parts), len(entries)), (
-        f"immutable schema swapped under a lock {toggles[0]} times; thread-local counters and logs")
+        f"immutable schema swapped under a lock {toggles} times; thread-local counters and logs")
 
-
-def _run(n: int, target: Any) -> None:
-    ts = [threading.Thread(target=target, args=(k,)) for k in range(n)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
 
 
 def baselines(batches: list[list[dict[str, Any]]], threads: int) -> list[tuple[str, Any]]:

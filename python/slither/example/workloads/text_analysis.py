@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import random
 import re
-import threading
 from collections import Counter
 from typing import Any
+
+from slither.example._measure import run_threads
 
 VOCABULARY = ["good", "bad", "excellent", "terrible", "service", "quality", "today", "result", "happy", "sad", "amazing", "awful", "fast", "slow", "reliable", "broken", "love", "hate", "recommend", "avoid", "product", "team", "experience", "delivery", "price", "support", "feedback", "performance", "design", "usability", "innovation", "problem", "solution", "customer", "value", "improve"]
 POSITIVE = {"good", "excellent", "happy", "amazing", "love", "recommend", "reliable", "fast", "improve", "value"}
@@ -111,7 +112,7 @@ def unsafe_threaded(docs: list[str], threads: int) -> tuple[int, dict[str, int]]
                 shared.index[w] = shared.index.get(w, 0) + c
             shared.doc_count += 1
 
-    _run(threads, work)
+    run_threads(threads, work)
     return shared.doc_count, shared.index
 
 
@@ -128,19 +129,12 @@ def safe_threaded(docs: list[str], threads: int) -> tuple[int, dict[str, int]]:
             n += 1
         parts[k] = (n, local)
 
-    _run(threads, work)
+    run_threads(threads, work)
     total: Counter[str] = Counter()
     for _, c in parts:
         total.update(c)
     return sum(n for n, _ in parts), dict(total)
 
-
-def _run(n: int, target: Any) -> None:
-    ts = [threading.Thread(target=target, args=(k,)) for k in range(n)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
 
 
 def baseline_invariants(docs: list[str], doc_count: int, index: dict[str, int], reference: dict[str, int]) -> list[dict]:
