@@ -179,17 +179,24 @@ impl Pool {
 
     /// Waits up to `slice` for every worker to be ready. `Ok(true)` when all are, `Ok(false)` to call again.
     pub fn wait_ready(&self, slice: Duration) -> Result<bool> {
+        self.wait_until(slice, |st| {
+            if let Some(why) = &st.broken {
+                return Some(Err(Error::PoolBroken(why.clone())));
+            }
+            if st.closed {
+                return Some(Err(Error::PoolClosed));
+            }
+            st.slots.iter().all(|s| s.phase == Phase::Ready).then_some(Ok(true))
+        })
+    }
+
+    /// Waits on the scheduler's condition until `done` has an answer, or `slice` passes (`Ok(false)`).
+    fn wait_until(&self, slice: Duration, mut done: impl FnMut(&mut State) -> Option<Result<bool>>) -> Result<bool> {
         let deadline = Instant::now() + slice;
         let mut st = self.shared.lock();
         loop {
-            if let Some(why) = &st.broken {
-                return Err(Error::PoolBroken(why.clone()));
-            }
-            if st.closed {
-                return Err(Error::PoolClosed);
-            }
-            if st.slots.iter().all(|s| s.phase == Phase::Ready) {
-                return Ok(true);
+            if let Some(answer) = done(&mut st) {
+                return answer;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -332,24 +339,10 @@ impl Pool {
     /// Stops accepting work. Returns once every submitted batch has answered, or after `slice`
     /// (`Ok(false)`: call again). Then call [`Pool::shutdown`].
     pub fn drain(&self, slice: Duration) -> Result<bool> {
-        let deadline = Instant::now() + slice;
-        let mut st = self.shared.lock();
-        st.closed = true;
-        loop {
-            if st.outstanding() == 0 || st.broken.is_some() {
-                return Ok(true);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(false);
-            }
-            st = self
-                .shared
-                .changed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        self.wait_until(slice, |st| {
+            st.closed = true;
+            (st.outstanding() == 0 || st.broken.is_some()).then_some(Ok(true))
+        })
     }
 
     /// Stops every worker: politely (`graceful`: a SHUTDOWN frame first) or at once, then SIGTERM to each
