@@ -149,7 +149,7 @@ def test_close_lets_in_flight_batches_finish():
 
 @pytest.mark.timeout(180)
 def test_chaos_every_input_ends_as_result_or_failure():
-    n = 20_000
+    n = 100_000
     with slither.Pool(2) as p:
         stop = threading.Event()
         kills = [0]
@@ -168,7 +168,7 @@ def test_chaos_every_input_ends_as_result_or_failure():
         t = threading.Thread(target=killer)
         t.start()
         try:
-            out = p.dispatch("_helpers:slow", range(n), per="item", batch_size=50,
+            out = p.dispatch("_helpers:spin_batch", range(n), per="batch", batch_size=200,
                              on_error=slither.Retry(attempts=50, backoff=0.0, then="skip"))
         finally:
             stop.set()
@@ -176,6 +176,7 @@ def test_chaos_every_input_ends_as_result_or_failure():
         assert kills[0] > 0
         covered = sorted(out.indices + [f.index for f in out.failures])
         assert covered == list(range(n))
-        assert all(out.by_index()[i] == i for i in out.indices)
+        by_index = out.by_index()
+        assert all(by_index[i] == i + 1 for i in out.indices)
         assert p.wait_ready(30)
         assert all(w.state == "ready" for w in p.stats().workers)

@@ -106,6 +106,28 @@ def test_telemetry_events_reach_subscribers(pool):
     assert exited["pid"] == victim and exited["signal"] == "SIGKILL"
 
 
+def test_failed_and_retried_batches_are_events(pool, tmp_path):
+    events = []
+    unsubscribe = pool.subscribe(events.append)
+    marker = tmp_path / "once"
+
+    def crash_once(x):
+        if x == 1 and not marker.exists():
+            marker.write_text("x")
+            os._exit(5)
+        return x
+
+    assert pool.dispatch(crash_once, range(4), batch_size=2, on_error="retry").ok
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "batch_failed" not in {e["event"] for e in events}:
+        time.sleep(0.05)
+    unsubscribe()
+    failed = next(e for e in events if e["event"] == "batch_failed")
+    assert "exited with code 5" in failed["cause"] and failed["items"] == 2
+    retried = next(e for e in events if e["event"] == "batch_retried")
+    assert retried["attempt"] == 2 and retried["cause"] == "crash"
+
+
 def test_telemetry_reaches_logging_at_debug(caplog):
     with caplog.at_level(logging.DEBUG, logger="slither"):
         with slither.Pool(1) as p:

@@ -286,6 +286,8 @@ class Engine:
             raise _Raise(exc, first)
         if verdict == "retry":
             self.retried += 1
+            self.pool._telemetry.emit({"event": "batch_retried", "batch": batch_id, "worker": worker,
+                                       "items": len(batch.indices), "attempt": batch.attempts + 1, "cause": kind})
             again = self._new_batch(batch.indices, batch.items, batch.attempts + 1)
             due = time.monotonic() + _retry_delay(self.policy, batch.attempts)
             heapq.heappush(self.retries, (due, again.tag, again))

@@ -313,7 +313,12 @@ impl State {
     /// The process in slot `i` is gone. Charges its executing batch (if any) with `head_outcome`, puts batches it
     /// never started back at the front of the global queue (or fails them as `SessionLost` when pinned), and
     /// fails the slot's pinned queue. Returns the completions to deliver.
-    pub fn worker_gone(&mut self, i: usize, head_outcome: Option<Outcome>) -> Vec<(Arc<RunShared>, Completion)> {
+    pub fn worker_gone(
+        &mut self,
+        i: usize,
+        head_outcome: Option<Outcome>,
+        events: &crate::events::EventBus,
+    ) -> Vec<(Arc<RunShared>, Completion)> {
         let now = Instant::now();
         let mut out = Vec::new();
         let slot = &mut self.slots[i];
@@ -328,6 +333,19 @@ impl State {
             if !matches!(outcome, Outcome::Aborted(_)) {
                 slot.failures += 1;
             }
+            let cause = match &outcome {
+                Outcome::Crashed { signal: Some(s), .. } => format!("worker killed by {s}"),
+                Outcome::Crashed { exit_code, .. } => format!("worker exited with code {}", exit_code.unwrap_or(-1)),
+                Outcome::Timeout { seconds } => format!("timeout after {seconds} s"),
+                other => format!("{other:?}"),
+            };
+            events.emit(|| Event::BatchFailed {
+                batch: q.batch,
+                worker: i,
+                items: q.job.items,
+                cause,
+                duration_s: duration,
+            });
             slot.batches += 1;
             slot.items += q.job.items as u64;
             out.push((
@@ -368,6 +386,11 @@ impl State {
         }
         slot.sessions = 0;
         for q in requeue.into_iter().rev() {
+            events.emit(|| Event::BatchRequeued {
+                batch: q.batch,
+                worker: i,
+                reason: "its worker died before running it".into(),
+            });
             self.queue.push_front(q);
         }
         out

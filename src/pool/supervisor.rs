@@ -252,7 +252,7 @@ fn on_gone(sh: &Arc<Shared>, index: usize, generation: u64, why: Option<String>)
         signal: signal.clone(),
         reason: reason_text.clone(),
     });
-    let mut lost = st.worker_gone(index, if was == Phase::Starting { None } else { head });
+    let mut lost = st.worker_gone(index, if was == Phase::Starting { None } else { head }, &sh.events);
     let slot = &mut st.slots[index];
     if stopping {
         slot.phase = Phase::Stopped;
