@@ -35,8 +35,8 @@ def isolated_vs_threaded(
     data = list(items)
     t0 = time.perf_counter()
     out = pool.dispatch(fn, data, on_error="skip")
-    isolated = RunResult("isolated", out.results, [f.exception for f in out.failures if f.exception], 0.0)
-    isolated = RunResult("isolated", isolated.results, isolated.errors, time.perf_counter() - t0)
+    isolated = RunResult("isolated", out.results, [f.exception for f in out.failures if f.exception],
+                         time.perf_counter() - t0)
 
     results: list[Any] = [None] * len(data)
     errors: list[BaseException] = []
