@@ -6,6 +6,7 @@ run with the GIL off, where a host API that was only safe under the GIL would br
 
 from __future__ import annotations
 
+import os
 import sys
 import sysconfig
 import threading
@@ -101,3 +102,23 @@ def test_eight_threads_share_one_store():
     assert not errors
     assert torn[0] == 0
     assert store.get("counts", "n") == 2000
+
+
+FT_PYTHON = os.path.expanduser("~/.cache/slither/python-ft/bin/python3.13t")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not os.path.exists(FT_PYTHON), reason="no free-threaded interpreter built on this machine")
+def test_workers_on_a_free_threaded_interpreter_from_any_host():
+    with slither.Pool(2, python=FT_PYTHON) as pool:
+        info = pool.workers_info()
+        assert all(w["free_threaded_build"] and not w["gil"] for w in info)
+        assert pool.map("_helpers:inc", range(3)) == [1, 2, 3]
+        k = 3
+        if sys.version_info[:2] == (3, 13):
+            assert pool.map(lambda x: x * k, range(5)) == [0, 3, 6, 9, 12]
+        else:
+            # Bytecode does not cross Python versions: a clear error, not a crashed worker.
+            with pytest.raises(slither.SerializationError, match="bytecode does not cross versions"):
+                pool.map(lambda x: x * k, range(5))
+            assert all(w.restarts == 0 for w in pool.stats().workers)

@@ -92,6 +92,7 @@ class Engine:
         self.core = pool._core
         self.fn_name = describe(fn)
         self.ref = function_ref(fn)
+        check_transferable(pool, self.ref, self.fn_name)
         self.iterable = iterable
         self.mode = mode
         self.batching = batching
@@ -380,6 +381,17 @@ class Engine:
         return RunStats(
             batches=self.batches, items=self.items, succeeded=self.succeeded, failed=self.failed,
             retried_batches=self.retried, max_in_flight_seen=self.run.max_in_flight_seen, wall_s=self.wall,
+        )
+
+
+def check_transferable(pool: Any, ref: tuple[str, Any], fn_name: str) -> None:
+    """A function sent by value carries bytecode: refuse it when the workers run another Python version."""
+    if ref[0] == "value" and not getattr(pool, "_by_value_ok", True):
+        host, workers = pool._versions
+        raise errors.SerializationError(
+            f"{fn_name} must travel by value (it is a lambda, a closure or defined in __main__), but the workers run "
+            f"Python {', '.join(workers)} and this host {host}: bytecode does not cross versions. Define it in a "
+            "module the workers can import and pass it (or its 'module:function' name)."
         )
 
 

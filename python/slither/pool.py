@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from slither import errors
-from slither._dispatch import Engine, single_result
+from slither._dispatch import Engine, check_transferable, single_result
 from slither._functions import describe, function_ref
 from slither._native import _slither
 from slither._workerpath import worker_env
@@ -82,7 +82,9 @@ class Pool:
         if not isinstance(n, int) or n < 1:
             raise errors.ConfigError(f"workers must be a positive integer, got {workers!r}")
         interpreter = python or sys.executable
-        same_interpreter = os.path.realpath(interpreter) == os.path.realpath(sys.executable)
+        # Not resolved through symlinks: a venv's python and its base binary are the same file but not the
+        # same environment.
+        same_interpreter = os.path.abspath(interpreter) == os.path.abspath(sys.executable)
         config = {
             "workers": n,
             "python": interpreter,
@@ -129,6 +131,11 @@ class Pool:
         if not ready:
             self.terminate()
             raise errors.PoolBroken(f"workers did not become ready within startup_timeout={startup_timeout} s")
+        host = ".".join(map(str, sys.version_info[:2]))
+        versions = {".".join(w["python"].split(".")[:2]) for w in self._core.workers()}
+        # Functions pickled by value carry bytecode, which only the same Python version can run.
+        self._by_value_ok = versions <= {host}
+        self._versions = (host, sorted(versions))
 
     # -- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> Pool:
@@ -289,8 +296,10 @@ class Pool:
     def _call(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], pin: tuple[int, int] | None,
               timeout: float | None) -> Any:
         self._check_open()
+        ref = function_ref(fn)
+        check_transferable(self, ref, describe(fn))
         try:
-            payload = pickle.dumps((function_ref(fn), "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps((ref, "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
         except errors.SlitherError:
             raise
         except Exception as exc:
@@ -307,6 +316,7 @@ class Pool:
     def submit(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         """Like :meth:`call`, but returns a :class:`concurrent.futures.Future` at once."""
         self._check_open()
+        check_transferable(self, function_ref(fn), describe(fn))
         with self._lock:
             if self._futures is None:
                 self._futures = _FutureCollector(self)
@@ -316,7 +326,9 @@ class Pool:
         """Calls ``fn(*args, **kwargs)`` exactly once on every live worker: ``{worker index: Reply}``."""
         self._check_open()
         targets = [(w["index"], w["generation"], w["pid"]) for w in self._core.workers() if w["state"] == "ready"]
-        payload = pickle.dumps((function_ref(fn), "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
+        ref = function_ref(fn)
+        check_transferable(self, ref, describe(fn))
+        payload = pickle.dumps((ref, "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
         run = self._core.new_run()
         for index, generation, _pid in targets:
             self._core.submit(run, index, payload, 1, None, (index, generation))
