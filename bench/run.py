@@ -99,6 +99,7 @@ def main() -> int:
 
     serial_c = timed(lambda: [workloads.cpu_1ms(x) for x in range(nc)])[1]
     results["serial_cpu_s"] = serial_c
+    results["c_items"] = nc
     for cls in peers.ENGINES:
         engine, missing = peers.open_engine(cls, w)
         if engine is None:
@@ -202,7 +203,7 @@ def render(r: dict) -> str:
         "",
         f"- time from a worker's SIGKILL to its replacement being ready: median {f['replacement_ms_median']:.1f} ms, "
         f"p90 {f['replacement_ms_p90']:.1f} ms over {f['kills']} kills",
-        f"- chaos run ({f['chaos_items']:,} items of ~40 µs each through `dispatch(per=\"batch\", on_error=Retry(...))`, a random worker SIGKILLed "
+        f"- chaos run ({f['chaos_items']:,} items of pure-Python work (`workloads.spin_batch`) through `dispatch(per=\"batch\", on_error=Retry(...))`, a random worker SIGKILLed "
         f"every 100 ms, {f['chaos_kills']} kills): {_fmt(f['chaos_items_per_s'])} items/s against "
         f"{_fmt(f['calm_items_per_s'])} items/s without kills ({f['chaos_items_per_s'] / f['calm_items_per_s']:.2f}×); "
         f"every item accounted for: {f['chaos_all_accounted']}",
@@ -228,7 +229,8 @@ def render(r: dict) -> str:
         "```",
         "",
         "Each engine gets the same worker count; (a) sweeps chunk sizes per engine and keeps its best; (b) times",
-        "single calls one after another; (c) uses chunks of 10; (d) echoes 100 KB `bytes` objects. The floor",
+        f"single calls one after another; (c) uses chunks of 10 (one item took {r['serial_cpu_s'] / r['c_items'] * 1000:.2f} ms "
+        "serially in this run); (d) echoes 100 KB `bytes` objects. The floor",
         "is the same loop over one bare pipe between two Python processes (no pool). The raw numbers are in",
         "`docs/benchmarks.json`.",
         "",

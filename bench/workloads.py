@@ -12,7 +12,7 @@ def ident(x):
 
 
 def cpu_1ms(x):
-    """About a millisecond of pure-Python work on this machine's class of CPU."""
+    """Pure-Python work sized for about a millisecond; the benchmark reports what it measured."""
     acc = 0
     for i in range(12_000):
         acc += (i * x) % 7
@@ -28,7 +28,7 @@ def inc_batch(items):
 
 
 def spin_batch(items):
-    """About 40 µs of pure-Python work per item, so a chaos run lasts long enough to be killed often."""
+    """Pure-Python work per item, so that a chaos run lasts long enough to be killed often."""
     out = []
     for x in items:
         acc = 0
