@@ -324,7 +324,9 @@ impl Pool {
         self.shared.lock().slots.iter().map(|s| s.info()).collect()
     }
 
+    /// Statistics, with resident memory read from the OS now rather than at the last tick.
     pub fn stats(&self) -> PoolStats {
+        supervisor::sample_memory(&self.shared, false);
         self.shared.lock().stats()
     }
 

@@ -48,7 +48,7 @@ pub(crate) fn run(sh: Arc<Shared>, rx: Receiver<Command>) {
         enforce_deadlines(&sh, now);
         if now - last_rss >= RSS_EVERY {
             last_rss = now;
-            sample_memory(&sh);
+            sample_memory(&sh, true);
         }
     }
 }
@@ -142,7 +142,9 @@ fn enforce_deadlines(sh: &Arc<Shared>, now: Instant) {
     }
 }
 
-fn sample_memory(sh: &Arc<Shared>) {
+/// Reads every worker's resident memory. Only the supervisor's own ticks (`recycle`) count toward the
+/// consecutive samples that recycle a worker, so reading stats often cannot hasten a recycle.
+pub(crate) fn sample_memory(sh: &Arc<Shared>, recycle: bool) {
     let pids: Vec<(usize, u64, u32)> = {
         let st = sh.lock();
         st.slots
@@ -166,7 +168,7 @@ fn sample_memory(sh: &Arc<Shared>) {
         }
         slot.rss = rss;
         slot.peak_rss = slot.peak_rss.max(hwm);
-        if let Some(limit) = limit {
+        if let Some(limit) = limit.filter(|_| recycle) {
             if rss > limit {
                 slot.mem_over += 1;
                 if slot.mem_over >= samples && slot.phase == Phase::Ready && slot.sessions == 0 {

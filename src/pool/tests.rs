@@ -153,7 +153,8 @@ fn every_job_completes_once_with_its_tag() {
         )
         .unwrap();
     }
-    assert_eq!(run.max_in_flight_seen(), 40);
+    // Workers start answering while we submit, so the peak lies between one and all forty.
+    assert!((1..=40).contains(&run.max_in_flight_seen()));
     let mut tags = BTreeSet::new();
     let mut sample = None;
     for _ in 0..40 {
@@ -171,7 +172,7 @@ fn every_job_completes_once_with_its_tag() {
     assert_eq!(run.in_flight(), 0);
     let stats = pool.stats();
     assert_eq!(stats.workers.iter().map(|w| w.batches).sum::<u64>(), 40);
-    assert!(stats.max_in_flight_seen >= 1 && stats.in_flight == 0 && stats.queued == 0);
+    assert!(stats.max_in_flight_seen >= run.max_in_flight_seen() && stats.in_flight == 0 && stats.queued == 0);
 }
 
 #[test]
