@@ -205,40 +205,10 @@ class Engine:
                 self._fail(sub, "error", exc, batch_id, worker, pid, ready, traceback=tb, per_item=item_errors,
                            positions=[j for j in range(len(batch.indices)) if j in item_errors])
             return
-        if kind == "err":
-            info = _error_info(data)
-            exc, tb = _rebuild(info, worker, pid, batch_id)
-            fkind = {"length": "length", "serialization": "serialization", "too_large": "serialization"}.get(
-                info.get("kind"), "error"
-            )
-            self._fail(batch, fkind, exc, batch_id, worker, pid, ready, traceback=tb)
-        elif kind == "crashed":
-            cause = f"killed by {signal}" if signal else f"exited with code {exit_code}"
-            hint = " (a segmentation fault: a bug in C code or an extension)" if signal == "SIGSEGV" else ""
-            if signal == "SIGKILL":
-                hint = " (killed from outside, or by the kernel's out-of-memory killer)"
-            exc = errors.WorkerCrashed(
-                f"worker {worker} (pid {pid}) died while running batch {batch_id} of {self.fn_name} "
-                f"({len(batch.items)} items): {cause}{hint}; it has been replaced"
-            )
-            if self.pin is not None:
-                # A session's state died with its worker: that is what the caller must hear.
-                lost = errors.SessionLost(f"the session's worker {worker} (pid {pid}) died ({cause}); its state is gone")
-                lost.__cause__ = exc
-                exc = lost
-            self._fail(batch, "crash", exc, batch_id, worker, pid, ready, exit_code=exit_code, signal=signal)
-        elif kind == "timeout":
-            exc = errors.BatchTimeout(
-                f"batch {batch_id} of {self.fn_name} ({len(batch.items)} items) overran its {data:g} s timeout "
-                f"on worker {worker} (pid {pid}); the worker was killed and replaced"
-            )
-            self._fail(batch, "timeout", exc, batch_id, worker, pid, ready)
-        elif kind == "session_lost":
-            exc = errors.SessionLost(f"the session's worker {worker} (pid {pid}) died before running batch {batch_id}")
-            self._fail(batch, "session_lost", exc, batch_id, worker, pid, ready, retryable=False)
-        else:
-            exc = errors.PoolClosed(f"batch {batch_id} was not run: {data}")
-            self._fail(batch, "aborted", exc, batch_id, worker, pid, ready, retryable=False)
+        what = f"batch {batch_id} of {self.fn_name} ({len(batch.items)} items)"
+        fkind, exc, tb = failure_of(c, what, pinned=self.pin is not None)
+        self._fail(batch, fkind, exc, batch_id, worker, pid, ready, traceback=tb, exit_code=exit_code, signal=signal,
+                   retryable=fkind not in ("session_lost", "aborted"))
 
     def _ok(self, indices: Sequence[int], values: list[Any], ready: list[Entry]) -> None:
         """Adds results as chunks of consecutive input positions (one chunk for contiguous batches)."""
@@ -395,29 +365,48 @@ def check_transferable(pool: Any, ref: tuple[str, Any], fn_name: str) -> None:
         )
 
 
-def single_result(c: tuple[Any, ...], fn_name: str, pinned: bool = False) -> Any:
-    """The value of a one-call batch's completion, or the exception it stands for, raised."""
+def failure_of(c: tuple[Any, ...], what: str, pinned: bool = False) -> tuple[str, BaseException, str | None]:
+    """What a failed completion means: its Failure kind, the exception to raise or record, the remote traceback.
+
+    ``what`` names the work in messages ("batch 12 of mod:fn (64 items)"); ``pinned`` is set for sessions,
+    whose state dies with their worker, so a crash there is reported as ``SessionLost``.
+    """
     batch_id, _tag, worker, pid, kind, data, exit_code, signal, _ = c
-    if kind == "ok":
-        try:
-            return pickle.loads(data)
-        except Exception as exc:
-            raise errors.SerializationError(f"the result of {fn_name} cannot be unpickled in the host: {exc}") from exc
-    if kind == "err":
-        exc, _tb = _rebuild(_error_info(data), worker, pid, batch_id)
-        raise exc from exc.__cause__
     where = f"worker {worker} (pid {pid})"
+    if kind == "err":
+        info = _error_info(data)
+        exc, tb = _rebuild(info, worker, pid, batch_id)
+        fkind = {"length": "length", "serialization": "serialization", "too_large": "serialization"}.get(
+            info.get("kind"), "error"
+        )
+        return fkind, exc, tb
     if kind == "crashed":
         cause = f"killed by {signal}" if signal else f"exited with code {exit_code}"
-        crashed = errors.WorkerCrashed(f"{where} died while running {fn_name}: {cause}; it has been replaced")
-        if pinned:
-            raise errors.SessionLost(f"the session's {where} died ({cause}); its state is gone") from crashed
-        raise crashed
+        hint = {"SIGSEGV": " (a segmentation fault: a bug in C code or an extension)",
+                "SIGKILL": " (killed from outside, or by the kernel's out-of-memory killer)"}.get(signal or "", "")
+        crashed = errors.WorkerCrashed(f"{where} died while running {what}: {cause}{hint}; it has been replaced")
+        if not pinned:
+            return "crash", crashed, None
+        lost = errors.SessionLost(f"the session's {where} died ({cause}); its state is gone")
+        lost.__cause__ = crashed
+        return "crash", lost, None
     if kind == "timeout":
-        raise errors.BatchTimeout(f"{fn_name} overran its {data:g} s timeout on {where}; the worker was replaced")
+        return "timeout", errors.BatchTimeout(
+            f"{what} overran its {data:g} s timeout on {where}; the worker was killed and replaced"), None
     if kind == "session_lost":
-        raise errors.SessionLost(f"the session's {where} died before running {fn_name}")
-    raise errors.PoolClosed(f"{fn_name} was not run: {data}")
+        return "session_lost", errors.SessionLost(f"the session's {where} died before running {what}"), None
+    return "aborted", errors.PoolClosed(f"{what} was not run: {data}"), None
+
+
+def single_result(c: tuple[Any, ...], fn_name: str, pinned: bool = False) -> Any:
+    """The value of a one-call batch's completion, or the exception it stands for, raised."""
+    if c[4] == "ok":
+        try:
+            return pickle.loads(c[5])
+        except Exception as exc:
+            raise errors.SerializationError(f"the result of {fn_name} cannot be unpickled in the host: {exc}") from exc
+    _kind, exc, _tb = failure_of(c, fn_name, pinned)
+    raise exc from exc.__cause__
 
 
 class _Raise(Exception):
