@@ -129,3 +129,14 @@ def test_broadcast_stats_and_store(bpool):
     assert bpool.call(_read_store, None) == 42
     st = bpool.stats()
     assert len(st.workers) == 2 and all(w.pid > 0 for w in st.workers)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_close_lets_submitted_calls_finish(backend, request):
+    if backend == "ray":
+        request.getfixturevalue("ray_runtime")
+    pool = slither.Pool(2, backend=backend)
+    futures = [pool.submit("_helpers:slow", i, 0.2) for i in range(4)]
+    pool.close()
+    assert [f.result(timeout=30) for f in futures] == [0, 1, 2, 3]

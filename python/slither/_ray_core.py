@@ -22,6 +22,7 @@ import platform
 import sys
 import threading
 import time
+import weakref
 from typing import Any
 
 import ray
@@ -105,7 +106,6 @@ class RayRun:
         self.core = core
         self.pending: dict[Any, _Pending] = {}
         self.max_in_flight_seen = 0
-        self.cancelled = False
 
     @property
     def in_flight(self) -> int:
@@ -144,6 +144,7 @@ class RayCore:
         self._max_seen = 0
         self._outstanding = 0
         self._orphans: set[Any] = set()
+        self._runs: weakref.WeakSet[RayRun] = weakref.WeakSet()
         self._stopped = False
 
     # -- start-up and shutdown ----------------------------------------------------------------
@@ -168,7 +169,12 @@ class RayCore:
             ray.get(self._store_actor.publish.remote(self._tables()))
 
     def drain(self, timeout: float | None = None) -> bool:
-        return True
+        """Waits until every submitted batch has finished on its actor (results stay with their runs)."""
+        refs = [ref for run in list(self._runs) for ref in list(run.pending)]
+        if not refs:
+            return True
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        return len(ready) == len(refs)
 
     def shutdown(self, graceful: bool) -> None:
         if self._stopped:
@@ -189,7 +195,9 @@ class RayCore:
 
     # -- runs ---------------------------------------------------------------------------------
     def new_run(self) -> RayRun:
-        return RayRun(self)
+        run = RayRun(self)
+        self._runs.add(run)
+        return run
 
     def submit(self, run: RayRun, tag: int, payload: bytes, items: int, timeout: float | None = None,
                pin: tuple[int, int] | None = None) -> int:
@@ -311,7 +319,6 @@ class RayCore:
         slot.head_since = time.monotonic()
 
     def cancel(self, run: RayRun) -> None:
-        run.cancelled = True
         for ref, p in list(run.pending.items()):
             del run.pending[ref]
             slot = self._slots[p.slot]

@@ -13,6 +13,7 @@ import os
 import pickle
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -22,7 +23,7 @@ from slither._dispatch import Engine, check_transferable, single_result
 from slither._functions import describe, function_ref
 from slither._native import _slither
 from slither._workerpath import worker_env
-from slither.batching import AutoBatch, Batching, resolve_batching
+from slither.batching import Batching, resolve_batching
 from slither.outcome import Outcome, Reply
 from slither.session import Session
 from slither.stats import PoolStats
@@ -153,7 +154,9 @@ class Pool:
             return
         self._closed = True
         try:
-            self._core.drain(timeout)
+            if self._core.drain(timeout) and self._futures is not None:
+                # Answers that arrived are handed to their futures before the collector stops.
+                self._futures.settle(timeout)
         finally:
             self._shutdown(graceful=True)
 
@@ -220,8 +223,6 @@ class Pool:
     ) -> Engine:
         self._check_open()
         strategy = resolve_batching(batching, batch_size, default_batch)
-        if isinstance(strategy, AutoBatch):
-            strategy = AutoBatch()
         return Engine(
             self, fn, iterable, mode=mode, batching=strategy,
             max_in_flight=max_in_flight if max_in_flight is not None else 2 * self.size,
@@ -240,7 +241,7 @@ class Pool:
         engine = self._engine(fn, iterable, mode="item", batch_size=batch_size, batching=batching, default_batch=None,
                               max_in_flight=max_in_flight, ordered=ordered, timeout=timeout, on_error=on_error,
                               progress=progress, pin=_pin)
-        return _values(engine)
+        return _Results(engine)
 
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
         """``fn(item)`` for every item, as a list in input order. Same options as :meth:`imap`."""
@@ -258,7 +259,7 @@ class Pool:
         engine = self._engine(fn, iterable, mode="batch", batch_size=batch_size, batching=batching, default_batch=64,
                               max_in_flight=max_in_flight, ordered=ordered, timeout=timeout, on_error=on_error,
                               progress=progress, pin=_pin)
-        return _values(engine)
+        return _Results(engine)
 
     def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
         """``fn(batch)`` per batch, results flattened into one list in input order."""
@@ -390,10 +391,6 @@ class _Results(Iterator[Any]):
         self._chunks.close()
 
 
-def _values(engine: Engine) -> _Results:
-    return _Results(engine)
-
-
 def _collect(results: Iterator[Any]) -> list[Any]:
     if isinstance(results, _Results):
         out: list[Any] = list(results._current)
@@ -407,7 +404,6 @@ class _FutureCollector:
     """Backs ``Pool.submit``: one run in the core, one daemon thread resolving futures as calls finish."""
 
     def __init__(self, pool: Pool) -> None:
-        self._pool = weakref.ref(pool)
         self._core = pool._core
         self._run = self._core.new_run()
         self._futures: dict[int, concurrent.futures.Future[Any]] = {}
@@ -450,6 +446,12 @@ class _FutureCollector:
                 fut.set_result(single_result(c, "the submitted call"))
             except BaseException as exc:  # every outcome resolves the future
                 fut.set_exception(exc)
+
+    def settle(self, timeout: float | None) -> None:
+        """Waits until every submitted call's future is resolved (the core has already answered them all)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._futures and (deadline is None or time.monotonic() < deadline) and self._thread.is_alive():
+            time.sleep(0.005)
 
     def stop(self) -> None:
         self._stopped.set()
