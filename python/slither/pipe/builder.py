@@ -231,30 +231,22 @@ class PipeStream:
     def _local(self, stage: _Stage, stats: StageStats, source: Iterator[Any]) -> Iterator[Any]:
         ctx = StageContext(self.run_id, stage.name, self._session, self._snapshot) if stage.opt("ctx") else None
         fn = stage.fn
-        policy_raise = True
         if stage.opt("per_batch"):
             size = stage.opt("batch_size", 100)
-            while True:
-                chunk = list(itertools.islice(source, size))
-                if not chunk:
-                    return
+            while chunk := list(itertools.islice(source, size)):
                 stats.items_in += len(chunk)
                 t0 = time.perf_counter()
                 try:
                     out = fn(chunk, ctx=ctx) if ctx is not None else fn(chunk)
+                    if not isinstance(out, list) or len(out) != len(chunk):
+                        got = f"{len(out)} results" if isinstance(out, list) else type(out).__name__
+                        raise ConfigError(f"per-batch local stage {stage.name!r} returned {got} for {len(chunk)} items")
                 except Exception as exc:
+                    for item in chunk:
+                        self._fail(stats, item, exc)
+                    raise _StageRaised(stats.name, exc) from exc
+                finally:
                     stats.seconds += time.perf_counter() - t0
-                    if policy_raise:
-                        for item in chunk:
-                            self._fail(stats, item, exc)
-                        raise _StageRaised(stats.name, exc) from exc
-                stats.seconds += time.perf_counter() - t0
-                if not isinstance(out, list):
-                    exc = ConfigError(f"per-batch local stage {stage.name!r} must return a list")
-                    raise _StageRaised(stats.name, exc)
-                if len(out) != len(chunk):
-                    exc = ConfigError(f"per-batch local stage {stage.name!r} returned {len(out)} results for {len(chunk)} items")
-                    raise _StageRaised(stats.name, exc)
                 for item, y in zip(chunk, out):
                     yield from self._emit(stats, item, y)
             return
