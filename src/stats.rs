@@ -2,12 +2,14 @@
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize, Default)]
+use crate::pool::Phase;
+
+#[derive(Debug, Clone, Serialize)]
 pub struct WorkerStats {
     pub index: usize,
     pub pid: u32,
     pub generation: u64,
-    pub state: String,
+    pub state: Phase,
     pub batches: u64,
     pub items: u64,
     pub failures: u64,

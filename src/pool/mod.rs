@@ -31,8 +31,8 @@ use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
 use crate::stats::PoolStats;
 use crate::store::Store;
-pub use state::WorkerInfo;
-use state::{Phase, Queued, State};
+pub use state::{Phase, WorkerInfo};
+use state::{Queued, State};
 use supervisor::Command;
 
 /// What the host asks a worker to run. `payload` is opaque (pickled by the Python layer).

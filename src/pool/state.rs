@@ -85,7 +85,6 @@ pub(crate) struct Slot {
     pub ready_at: Option<Instant>,
     pub kill_reason: Option<KillReason>,
     pub start_failures: u32,
-    pub last_start_error: Option<String>,
     pub restart_at: Option<Instant>,
     pub sessions: usize,
     pub batches: u64,
@@ -117,7 +116,6 @@ impl Slot {
             ready_at: None,
             kill_reason: None,
             start_failures: 0,
-            last_start_error: None,
             restart_at: Some(Instant::now()),
             sessions: 0,
             batches: 0,
@@ -447,10 +445,7 @@ impl State {
                     index: s.index,
                     pid: s.pid,
                     generation: s.generation,
-                    state: serde_json::to_value(s.phase)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default(),
+                    state: s.phase,
                     batches: s.batches,
                     items: s.items,
                     failures: s.failures,

@@ -261,7 +261,6 @@ fn on_gone(sh: &Arc<Shared>, index: usize, generation: u64, why: Option<String>)
     } else if was == Phase::Starting {
         slot.start_failures += 1;
         let detail = why.unwrap_or_else(|| reason_text.clone());
-        slot.last_start_error = Some(detail.clone());
         if slot.start_failures >= sh.cfg.crash_loop_limit {
             let msg = format!(
                 "worker {index} failed to start {} times in a row; last: {}",
