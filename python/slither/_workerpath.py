@@ -8,7 +8,9 @@ of the host's compiled packages leak into it. The worker code is stdlib-only, so
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 _link_dir: str | None = None
@@ -21,6 +23,7 @@ def _package_link_dir() -> str:
 
         package = os.path.dirname(os.path.abspath(__file__))
         d = tempfile.mkdtemp(prefix="slither-worker-path-")
+        atexit.register(shutil.rmtree, d, True)
         os.symlink(package, os.path.join(d, "slither"))
         os.symlink(os.path.dirname(os.path.abspath(cloudpickle.__file__)), os.path.join(d, "cloudpickle"))
         _link_dir = d

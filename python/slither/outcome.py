@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -105,5 +104,3 @@ class Retry:
         if self.then not in ("skip", "raise"):
             raise ConfigError(f"Retry then= must be 'skip' or 'raise', got {self.then!r}")
 
-
-OnError = Literal["raise", "skip", "retry"] | Retry | Callable[[Failure], str]

@@ -49,10 +49,6 @@ class Telemetry:
         if self._subs or logger.isEnabledFor(logging.DEBUG):
             self._publish([event])
 
-    @property
-    def active(self) -> bool:
-        return bool(self._subs)
-
     def _ensure_running(self) -> None:
         core = self._core_ref()
         if core is None:

@@ -14,8 +14,6 @@ import sys
 
 from slither.example import EXAMPLES, load, missing_packages
 
-STDLIB = ("text_analysis", "batch_stats", "data_etl")
-
 
 def _list() -> None:
     print("slither examples (python -m slither.example NAME):\n")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +90,3 @@ def worker_peak_mb(pool: slither.Pool) -> float:
     """The sum over workers of each one's peak resident memory (OS high-water mark), in MiB."""
     return sum(w.peak_rss_bytes for w in pool.stats().workers) / 2**20
 
-
-def python_executable() -> str:
-    return sys.executable
