@@ -156,3 +156,10 @@ def test_every_item_ends_exactly_once(mpool, n, drop_mod, fail_mod, batch, polic
     res = pipe.run(range(n), pool=mpool)
     ended = [x for bucket in res.outputs.values() for x in bucket] + [f.item for f in res.failures]
     assert sorted(ended) == list(range(n))
+
+
+def test_per_batch_local_stage_with_wrong_output_accounts_for_its_items():
+    pipe = slither.Pipe("p").local("halve", lambda chunk: chunk[: len(chunk) // 2], per_batch=True, batch_size=4)
+    with pytest.raises(PipeError, match="returned 2 results for 4 items") as info:
+        pipe.run(range(4))
+    assert sorted(f.item for f in info.value.partial.failures) == [0, 1, 2, 3]
