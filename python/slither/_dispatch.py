@@ -18,13 +18,16 @@ import heapq
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slither import errors
 from slither._functions import describe, function_ref
 from slither._progress import Progress
 from slither.batching import AutoBatch, Batching
 from slither.outcome import Failure, Retry, RunStats
+
+if TYPE_CHECKING:
+    from slither._slither import Completion
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 Entry = tuple[int, "list[Any] | None", "Failure | None"]
@@ -164,9 +167,10 @@ class Engine:
         return _Batch(tag, indices, items, attempts)
 
     # -- completions --------------------------------------------------------------------------
-    def _complete(self, c: tuple[Any, ...], ready: list[Entry]) -> None:
-        batch_id, tag, worker, pid, kind, data, exit_code, signal, duration = c
-        batch = self.live.pop(tag)
+    def _complete(self, c: Completion, ready: list[Entry]) -> None:
+        batch_id, worker, pid, kind, data = c.batch, c.worker, c.pid, c.kind, c.data
+        exit_code, signal, duration = c.exit_code, c.signal, c.duration
+        batch = self.live.pop(c.tag)
         if kind == "ok":
             try:
                 reply = pickle.loads(data)
@@ -365,13 +369,13 @@ def check_transferable(pool: Any, ref: tuple[str, Any], fn_name: str) -> None:
         )
 
 
-def failure_of(c: tuple[Any, ...], what: str, pinned: bool = False) -> tuple[str, BaseException, str | None]:
+def failure_of(c: Completion, what: str, pinned: bool = False) -> tuple[str, BaseException, str | None]:
     """What a failed completion means: its Failure kind, the exception to raise or record, the remote traceback.
 
     ``what`` names the work in messages ("batch 12 of mod:fn (64 items)"); ``pinned`` is set for sessions,
     whose state dies with their worker, so a crash there is reported as ``SessionLost``.
     """
-    batch_id, _tag, worker, pid, kind, data, exit_code, signal, _ = c
+    batch_id, worker, pid, kind, data, exit_code, signal = c.batch, c.worker, c.pid, c.kind, c.data, c.exit_code, c.signal
     where = f"worker {worker} (pid {pid})"
     if kind == "err":
         info = _error_info(data)
@@ -398,11 +402,11 @@ def failure_of(c: tuple[Any, ...], what: str, pinned: bool = False) -> tuple[str
     return "aborted", errors.PoolClosed(f"{what} was not run: {data}"), None
 
 
-def single_result(c: tuple[Any, ...], fn_name: str, pinned: bool = False) -> Any:
+def single_result(c: Completion, fn_name: str, pinned: bool = False) -> Any:
     """The value of a one-call batch's completion, or the exception it stands for, raised."""
-    if c[4] == "ok":
+    if c.kind == "ok":
         try:
-            return pickle.loads(c[5])
+            return pickle.loads(c.data)
         except Exception as exc:
             raise errors.SerializationError(f"the result of {fn_name} cannot be unpickled in the host: {exc}") from exc
     _kind, exc, _tb = failure_of(c, fn_name, pinned)

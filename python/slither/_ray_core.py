@@ -28,8 +28,11 @@ from typing import Any
 import ray
 
 from slither import errors
-from slither._worker.loop import apply_init, execute
+from slither._native import _slither
+from slither._worker.execute import execute
+from slither._worker.loop import apply_init
 
+Completion = _slither.Completion
 _SLICE = 0.1
 
 
@@ -111,7 +114,7 @@ class RayRun:
     def in_flight(self) -> int:
         return len(self.pending)
 
-    def next(self, timeout: float | None = None) -> tuple[Any, ...] | None:
+    def next(self, timeout: float | None = None) -> _slither.Completion | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.pending:
             expired = self.core._expire(self)
@@ -258,7 +261,7 @@ class RayCore:
                 slot.restarts += 1
                 slot.sessions = 0
 
-    def _finish(self, run: RayRun, ref: Any) -> tuple[Any, ...] | None:
+    def _finish(self, run: RayRun, ref: Any) -> _slither.Completion | None:
         p = run.pending.pop(ref)
         slot = self._slots[p.slot]
         was_running = self._leave(slot, ref)
@@ -283,19 +286,19 @@ class RayCore:
             self._settle(slot, p.items, False)
             self._refresh_pid(slot)
             if p.pinned and not was_running:
-                return (p.batch, p.tag, p.slot, p.pid, "session_lost", None, None, None, duration)
-            return (p.batch, p.tag, p.slot, p.pid, "crashed", None, None, None, duration)
+                return Completion(p.batch, p.tag, p.slot, p.pid, "session_lost", None, None, None, duration)
+            return Completion(p.batch, p.tag, p.slot, p.pid, "crashed", None, None, None, duration)
         if pid != slot.pid:
             # Ray restarted the actor since we last looked: whatever state it held is gone.
             self._dead(slot, p.generation)
             slot.pid = pid
             if p.pinned:
                 self._settle(slot, p.items, False)
-                return (p.batch, p.tag, p.slot, p.pid, "session_lost", None, None, None, duration)
+                return Completion(p.batch, p.tag, p.slot, p.pid, "session_lost", None, None, None, duration)
         self._settle(slot, p.items, ok)
-        return (p.batch, p.tag, p.slot, pid, "ok" if ok else "err", payload, None, None, duration)
+        return Completion(p.batch, p.tag, p.slot, pid, "ok" if ok else "err", payload, None, None, duration)
 
-    def _expire(self, run: RayRun) -> tuple[Any, ...] | None:
+    def _expire(self, run: RayRun) -> _slither.Completion | None:
         now = time.monotonic()
         for ref, p in list(run.pending.items()):
             slot = self._slots[p.slot]
@@ -307,7 +310,7 @@ class RayCore:
                 self._settle(slot, p.items, False)
                 self._dead(slot, p.generation)
                 self._refresh_pid(slot)
-                return (p.batch, p.tag, p.slot, p.pid, "timeout", p.timeout, None, None, now - p.started)
+                return Completion(p.batch, p.tag, p.slot, p.pid, "timeout", p.timeout, None, None, now - p.started)
         return None
 
     def _refresh_pid(self, slot: _Slot) -> None:

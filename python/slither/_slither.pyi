@@ -18,7 +18,32 @@ class StoreError(SlitherError): ...
 class ProtocolError(SlitherError): ...
 class ConfigError(SlitherError): ...
 
-Completion = tuple[int, int, int | None, int, str, Any, int | None, str | None, float]
+class Completion:
+    """One batch's answer: named, immutable fields (see slither_py/src/pool.rs)."""
+
+    batch: int
+    tag: int
+    worker: int | None
+    pid: int
+    kind: str
+    data: Any
+    exit_code: int | None
+    signal: str | None
+    duration: float
+    started: bool
+    def __init__(
+        self,
+        batch: int,
+        tag: int,
+        worker: int | None,
+        pid: int,
+        kind: str,
+        data: Any = None,
+        exit_code: int | None = None,
+        signal: str | None = None,
+        duration: float = 0.0,
+        started: bool = True,
+    ) -> None: ...
 
 class RunCore:
     def next(self, timeout: float | None = None) -> Completion | None: ...

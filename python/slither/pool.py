@@ -337,7 +337,7 @@ class Pool:
         try:
             while len(replies) < len(targets):
                 c = run.next(None)
-                replies[c[1]] = Reply(worker=c[1], pid=c[3], value=single_result(c, describe(fn), pinned=True))
+                replies[c.tag] = Reply(worker=c.tag, pid=c.pid, value=single_result(c, describe(fn), pinned=True))
         except BaseException:
             self._core.cancel(run)
             raise
@@ -439,7 +439,7 @@ class _FutureCollector:
             if c is None:
                 continue
             with self._lock:
-                fut = self._futures.pop(c[1], None)
+                fut = self._futures.pop(c.tag, None)
             if fut is None:
                 continue
             try:

@@ -2,7 +2,7 @@
 //! statistics and events cross with pythonize.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::types::{PyBytes, PyDict};
 use pythonize::{depythonize, pythonize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +22,66 @@ pub struct PoolCore {
 #[pyclass(frozen, module = "slither._slither")]
 pub struct RunCore {
     run: Run,
+}
+
+/// One batch's answer, as it crosses to Python: named, immutable fields.
+///
+/// `kind` is one of "ok", "err", "crashed", "timeout", "session_lost", "aborted", "protocol".
+/// `data` is the worker's pickled reply for "ok"/"err", the limit in seconds for "timeout", the reason
+/// (str) for "aborted" and "protocol", else None. `duration` is seconds from the moment the worker
+/// started the batch to its answer. `started` says whether the worker had started the batch.
+#[pyclass(frozen, get_all, module = "slither._slither")]
+pub struct Completion {
+    batch: u64,
+    tag: u64,
+    worker: Option<usize>,
+    pid: u32,
+    kind: String,
+    data: Py<PyAny>,
+    exit_code: Option<i32>,
+    signal: Option<String>,
+    duration: f64,
+    started: bool,
+}
+
+#[pymethods]
+impl Completion {
+    #[new]
+    #[pyo3(signature = (batch, tag, worker, pid, kind, data=None, exit_code=None, signal=None, duration=0.0, started=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        batch: u64,
+        tag: u64,
+        worker: Option<usize>,
+        pid: u32,
+        kind: String,
+        data: Option<Py<PyAny>>,
+        exit_code: Option<i32>,
+        signal: Option<String>,
+        duration: f64,
+        started: bool,
+    ) -> Self {
+        Completion {
+            batch,
+            tag,
+            worker,
+            pid,
+            kind,
+            data: data.unwrap_or_else(|| py.None()),
+            exit_code,
+            signal,
+            duration,
+            started,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Completion(batch={}, tag={}, worker={:?}, pid={}, kind={:?}, duration={:.6})",
+            self.batch, self.tag, self.worker, self.pid, self.kind, self.duration
+        )
+    }
 }
 
 fn deadline(timeout: Option<f64>) -> Option<Instant> {
@@ -173,28 +233,36 @@ impl PoolCore {
 
 #[pymethods]
 impl RunCore {
-    /// The next completion as a tuple
-    /// `(batch, tag, worker, pid, kind, data, exit_code, signal, duration)`, or None after `timeout` seconds.
-    /// `kind` is one of "ok", "err", "crashed", "timeout", "session_lost", "aborted".
+    /// The next completion, or None after `timeout` seconds.
     #[pyo3(signature = (timeout=None))]
-    fn next<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Completion>> {
         let run = &self.run;
         let got = match run.try_next() {
             Some(c) => Some(c),
             None => wait_for(py, deadline(timeout), |slice| run.next(slice))?,
         };
         let Some(c) = got else { return Ok(None) };
-        let none = py.None().into_bound(py);
-        let (kind, data, code, sig): (&str, Bound<'py, PyAny>, Option<i32>, Option<String>) = match c.outcome {
-            Outcome::Ok(b) => ("ok", PyBytes::new(py, &b).into_any(), None, None),
-            Outcome::Err(b) => ("err", PyBytes::new(py, &b).into_any(), None, None),
+        let none = py.None();
+        let (kind, data, exit_code, signal): (&str, Py<PyAny>, Option<i32>, Option<String>) = match c.outcome {
+            Outcome::Ok(b) => ("ok", PyBytes::new(py, &b).into_any().unbind(), None, None),
+            Outcome::Err(b) => ("err", PyBytes::new(py, &b).into_any().unbind(), None, None),
             Outcome::Crashed { exit_code, signal } => ("crashed", none, exit_code, signal),
-            Outcome::Timeout { seconds } => ("timeout", seconds.into_pyobject(py)?.into_any(), None, None),
+            Outcome::Timeout { seconds } => ("timeout", seconds.into_pyobject(py)?.into_any().unbind(), None, None),
             Outcome::SessionLost => ("session_lost", none, None, None),
-            Outcome::Aborted(why) => ("aborted", why.into_pyobject(py)?.into_any(), None, None),
+            Outcome::Aborted(why) => ("aborted", why.into_pyobject(py)?.into_any().unbind(), None, None),
         };
-        let t = (c.batch, c.tag, c.worker, c.pid, kind, data, code, sig, c.duration).into_pyobject(py)?;
-        Ok(Some(t))
+        Ok(Some(Completion {
+            batch: c.batch,
+            tag: c.tag,
+            worker: c.worker,
+            pid: c.pid,
+            kind: kind.to_string(),
+            data,
+            exit_code,
+            signal,
+            duration: c.duration,
+            started: true,
+        }))
     }
 
     #[getter]
@@ -211,5 +279,6 @@ impl RunCore {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PoolCore>()?;
     m.add_class::<RunCore>()?;
+    m.add_class::<Completion>()?;
     Ok(())
 }
