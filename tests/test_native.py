@@ -37,6 +37,7 @@ def test_stub_names_every_public_member():
     for cls in _classes():
         stub_cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
         stub_methods = {f.name for f in stub_cls.body if isinstance(f, ast.FunctionDef)}
+        stub_methods |= {f.target.id for f in stub_cls.body if isinstance(f, ast.AnnAssign)}
         for base in stub_cls.bases:
             parent = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == base.id)
             stub_methods |= {f.name for f in parent.body if isinstance(f, ast.FunctionDef)}
