@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use slither_core::pool::{Job, Outcome, Pin, Pool, Run};
 use slither_core::PoolConfig;
 
-use crate::errors::{to_pyerr, ConfigError};
+use crate::errors::{config_err, to_pyerr};
 use crate::store::StoreCore;
 use crate::wait::wait_for;
 
@@ -94,8 +94,8 @@ impl PoolCore {
     #[new]
     #[pyo3(signature = (config, init_payload, store=None))]
     fn new(config: &Bound<'_, PyDict>, init_payload: Vec<u8>, store: Option<&Bound<'_, StoreCore>>) -> PyResult<Self> {
-        let cfg: PoolConfig = depythonize(config.as_any())
-            .map_err(|e| ConfigError::new_err(format!("invalid pool configuration: {e}")))?;
+        let cfg: PoolConfig =
+            depythonize(config.as_any()).map_err(|e| config_err(format!("invalid pool configuration: {e}")))?;
         let store = store.map(|s| s.get().core());
         let pool = Pool::start(cfg, init_payload, store).map_err(to_pyerr)?;
         Ok(PoolCore { pool })
@@ -135,7 +135,7 @@ impl PoolCore {
     ) -> PyResult<u64> {
         if let Some(t) = timeout {
             if !(t > 0.0 && t.is_finite()) {
-                return Err(ConfigError::new_err(format!(
+                return Err(config_err(format!(
                     "timeout must be a positive number of seconds, got {t}"
                 )));
             }
@@ -170,11 +170,11 @@ impl PoolCore {
     }
 
     fn workers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        pythonize(py, &self.pool.workers()).map_err(|e| ConfigError::new_err(e.to_string()))
+        pythonize(py, &self.pool.workers()).map_err(|e| config_err(e.to_string()))
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        pythonize(py, &self.pool.stats()).map_err(|e| ConfigError::new_err(e.to_string()))
+        pythonize(py, &self.pool.stats()).map_err(|e| config_err(e.to_string()))
     }
 
     #[getter]
@@ -204,7 +204,7 @@ impl PoolCore {
             }
         }
         got.iter()
-            .map(|e| pythonize(py, e).map_err(|e| ConfigError::new_err(e.to_string())))
+            .map(|e| pythonize(py, e).map_err(|e| config_err(e.to_string())))
             .collect()
     }
 
