@@ -129,6 +129,12 @@ class Engine:
         self.live[batch.tag] = batch
         try:
             self.core.submit(self.run, batch.tag, payload, len(batch.items), self.timeout, self.pin)
+        except errors.SerializationError as exc:
+            # Over the pool's max_frame_bytes: these items cannot travel; the rest of the run goes on.
+            del self.live[batch.tag]
+            err = errors.SerializationError(
+                f"items {_span(batch.indices)} of {self.fn_name} pickle to {len(payload):,} bytes: {exc}")
+            self._fail(batch, "serialization", err, None, None, None, ready, retryable=False)
         except errors.SessionLost:
             del self.live[batch.tag]
             exc = errors.SessionLost(f"the session's worker {self.pin[0] if self.pin else '?'} died or was replaced")
@@ -356,6 +362,10 @@ class Engine:
             batches=self.batches, items=self.items, succeeded=self.succeeded, failed=self.failed,
             retried_batches=self.retried, max_in_flight_seen=self.run.max_in_flight_seen, wall_s=self.wall,
         )
+
+
+def _span(indices: Sequence[int]) -> str:
+    return str(indices[0]) if len(indices) == 1 else f"{indices[0]}..{indices[-1]}"
 
 
 def check_transferable(pool: Any, ref: tuple[str, Any], fn_name: str) -> None:

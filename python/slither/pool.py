@@ -53,6 +53,9 @@ class Pool:
         max_tasks_per_worker: replace a worker after this many batches (losing nothing).
         max_memory_per_worker: replace a worker whose resident memory (bytes) stays above this.
         max_result_bytes: largest pickled batch result a worker may send back (default 1 GiB).
+        max_frame_bytes: largest payload either side may put on a worker's channel (default 4 GiB): a batch
+            over it fails with SerializationError before it is sent, a worker announcing more is killed and
+            replaced with a ProtocolError.
         startup_timeout: seconds to wait for every worker's hello and init.
         shutdown_grace: seconds between the polite stop, SIGTERM and SIGKILL.
 
@@ -73,6 +76,7 @@ class Pool:
         max_tasks_per_worker: int | None = None,
         max_memory_per_worker: int | None = None,
         max_result_bytes: int = 1 << 30,
+        max_frame_bytes: int = 1 << 32,
         startup_timeout: float = 60.0,
         shutdown_grace: float = 2.0,
         forward_output: bool = True,
@@ -96,13 +100,14 @@ class Pool:
             "max_tasks_per_worker": max_tasks_per_worker,
             "max_memory_per_worker": max_memory_per_worker,
             "forward_output": forward_output,
+            "max_frame_bytes": int(max_frame_bytes),
         }
         init_spec = {
             "sys_path": _worker_sys_path(same_interpreter),
             "init": function_ref(init) if init is not None else None,
             "init_args": tuple(init_args),
             "store": store is not None,
-            "max_result_bytes": int(max_result_bytes),
+            "max_result_bytes": min(int(max_result_bytes), int(max_frame_bytes)),
         }
         self._store = store
         payload = pickle.dumps(init_spec, pickle.HIGHEST_PROTOCOL)
@@ -344,14 +349,17 @@ class Pool:
         return dict(sorted(replies.items()))
 
     # -- sessions, introspection --------------------------------------------------------------
-    def session(self, name: str | None = None, *, cleanup: str | Callable[..., Any] | None = None) -> Session:
+    def session(self, name: str | None = None, *, cleanup: str | Callable[..., Any] | None = None,
+                timeout: float = 60.0) -> Session:
         """A session pinned to one worker (the least loaded now): strict affinity for every call.
 
-        If that worker dies, the session's next call raises :class:`~slither.errors.SessionLost`.
-        ``cleanup`` runs on the worker when the session closes (if it is still alive).
+        If no worker is ready (one is being replaced after a crash or recycled), waits up to ``timeout``
+        seconds for one, then raises :class:`TimeoutError`. If the session's worker dies later, its next call
+        raises :class:`~slither.errors.SessionLost`. ``cleanup`` runs on the worker when the session closes
+        (if it is still alive).
         """
         self._check_open()
-        worker, generation = self._core.open_session()
+        worker, generation = self._core.open_session(timeout)
         return Session(self, name, worker, generation, cleanup)
 
     def stats(self) -> PoolStats:
