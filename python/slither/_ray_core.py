@@ -339,6 +339,11 @@ class RayCore:
             slot.sessions += 1
             return slot.index, slot.generation
 
+    def record_failures(self, worker: int, generation: int, count: int) -> None:
+        slot = self._slots[worker]
+        if slot.generation == generation:
+            slot.failures += count
+
     def close_session(self, worker: int, generation: int) -> None:
         with self._lock:
             slot = self._slots[worker]
