@@ -15,7 +15,6 @@ import time
 import pytest
 import slither
 from slither import errors
-from slither._decode import failure_of
 from slither._native import _slither
 
 H = "_items_helpers"
@@ -87,10 +86,15 @@ def test_a_script_whose_task_exits_still_prints_its_results(tmp_path):
 
         if __name__ == "__main__":
             with slither.Pool(2) as pool:
+                try:
+                    pool.map(task, range(5), batch_size=5)
+                except Exception as exc:
+                    print("map raised", type(exc).__name__)
                 out = pool.dispatch(task, range(5), batch_size=5)
             print("results", out.results, "failed", [f.index for f in out.failures])
     """)
     assert run.returncode == 0, run.stderr
+    assert "map raised TaskError" in run.stdout
     assert "results [0, 10, 30, 40] failed [2]" in run.stdout
 
 
@@ -300,6 +304,8 @@ def test_messages_say_each_thing_once(pool):
 
 
 def test_a_worker_death_without_an_exit_status_is_not_called_code_none():
+    from slither._decode import failure_of
+
     c = _slither.Completion(batch=3, tag=0, worker=1, pid=0, kind="crashed")
     kind, exc, _ = failure_of(c, "batch 3 of f (8 items)")
     assert kind == "crash" and "None" not in str(exc) and "died" in str(exc)

@@ -13,9 +13,15 @@ class WorkerStats:
     generation: int
     state: str
     batches: int
+    """Batches this slot's workers answered (whatever the answer)."""
     items: int
+    """Items in those batches."""
     failures: int
+    """Failed batches (crash, timeout, whole-batch error), plus items whose own call raised where the core
+    records them (``PoolCore.record_failures``)."""
     restarts: int
+    """Workers of this slot that died (crash, kill, timeout) and were replaced (recycling counts in ``recycles``
+    once the core reports it; a core without that counter counts recycling here)."""
     uptime_s: float
     rss_bytes: int
     """Resident memory now, read by the supervisor from /proc."""
@@ -25,6 +31,11 @@ class WorkerStats:
     python: str
     gil: bool
     sessions: int
+    recycles: int = 0
+    """Workers of this slot replaced on purpose (``max_tasks_per_worker``, ``max_memory_per_worker``)."""
+
+
+_WORKER_FIELDS = frozenset(WorkerStats.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,7 @@ class PoolStats:
     @classmethod
     def from_core(cls, raw: dict[str, Any]) -> PoolStats:
         return cls(
-            workers=[WorkerStats(**w) for w in raw["workers"]],
+            workers=[WorkerStats(**{k: v for k, v in w.items() if k in _WORKER_FIELDS}) for w in raw["workers"]],
             queued=raw["queued"],
             in_flight=raw["in_flight"],
             max_in_flight_seen=raw["max_in_flight_seen"],
