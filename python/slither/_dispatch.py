@@ -23,9 +23,9 @@ from slither import _decode, _payload, errors
 from slither._functions import describe, function_ref
 from slither._ordering import Entry, Reorder, width
 from slither._progress import Progress
-from slither._retry import Batch, RetryQueue, check_policy, decide, delay, splits
+from slither._retry import Batch, RetryQueue, check_policy, delay, plan
 from slither.batching import AutoBatch, Batching
-from slither.outcome import Failure, Retry, RunStats
+from slither.outcome import Failure, RunStats
 
 if TYPE_CHECKING:
     from slither._dispatcher import Dispatcher
@@ -233,7 +233,11 @@ class Engine:
             return self._failure(batch, n, k, e, c, tb)
 
         first = failure(0)
-        if retryable and splits(self.policy, first, len(batch.items)):
+        charged = batch.charged + 1
+        verdict = plan(self.policy, first, len(batch.items), charged, retryable)
+        if verdict == "raise":
+            raise _Raise(exc, first)
+        if verdict == "split":
             # Nobody knows yet which item killed the worker: each half runs again, uncharged.
             self.retried += 1
             self._emit_retry(c, batch, kind, split=True)
@@ -241,12 +245,6 @@ class Engine:
                 again = self._new_batch(indices, items, batch.attempts + 1, batch.charged)
                 self.retries.push(again, delay(self.policy, batch.charged))
             return
-        charged = batch.charged + 1
-        verdict = decide(self.policy, first, charged if isinstance(self.policy, (Retry, str)) else None)
-        if verdict == "retry" and not retryable:
-            verdict = self.policy.then if isinstance(self.policy, Retry) else "skip"
-        if verdict == "raise":
-            raise _Raise(exc, first)
         if verdict == "retry":
             self.retried += 1
             self._emit_retry(c, batch, kind, split=False)

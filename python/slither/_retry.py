@@ -69,17 +69,25 @@ def decide(policy: Any, failure: Failure, charged: int | None = None) -> str:
     return str(verdict)
 
 
-def splits(policy: Any, failure: Failure, size: int) -> bool:
-    """Whether a failed batch of ``size`` items is run again as two halves rather than failed or retried whole."""
-    if size < 2 or failure.kind not in SPLITTABLE:
-        return False
-    if policy == "retry":
-        return True
-    if isinstance(policy, Retry):
-        return policy.attempts > 1
-    if callable(policy) and not isinstance(policy, str):
-        return decide(policy, failure) == "retry"
-    return False
+def plan(policy: Any, failure: Failure, size: int, charged: int, retryable: bool) -> str:
+    """What to do with a failed batch of ``size`` items: "split", "retry", "skip" or "raise".
+
+    ``failure`` is its first item's; ``charged`` counts the failed runs the policy charges, this one
+    included. A batch that lost its worker with several items in it is split (if the policy retries at
+    all) without charging anyone. A callable policy is asked once.
+    """
+    lost_worker = size > 1 and failure.kind in SPLITTABLE and retryable
+    if callable(policy) and not isinstance(policy, (str, Retry)):
+        verdict = decide(policy, failure)
+        if verdict == "retry":
+            return "split" if lost_worker else ("retry" if retryable else "skip")
+        return verdict
+    if lost_worker and (policy == "retry" or (isinstance(policy, Retry) and policy.attempts > 1)):
+        return "split"
+    verdict = decide(policy, failure, charged)
+    if verdict == "retry" and not retryable:
+        return policy.then if isinstance(policy, Retry) else "skip"
+    return verdict
 
 
 def delay(policy: Any, charged: int) -> float:

@@ -151,7 +151,11 @@ class Pool:
             self.terminate()
 
     def close(self, timeout: float | None = None) -> None:
-        """Stops accepting work, lets every submitted batch finish, then stops the workers."""
+        """Stops accepting new calls, lets runs in flight finish and deliver, then stops the workers.
+
+        A ``map`` running in another thread returns all its results; an ``imap`` this thread has not finished
+        reading is not waited for. ``timeout`` bounds each wait (seconds; None: no bound).
+        """
         if self._closed:
             return
         self._closed = True
@@ -218,8 +222,10 @@ class Pool:
             with self._lock:
                 d = self.__dict__.get("_dispatcher_obj")
                 if d is None:
-                    d = Dispatcher(self._core, self._telemetry, lambda: self._closed, self._by_value_ok,
-                                   self._versions)
+                    # A weak reference: the dispatcher must not keep a forgotten pool (and its workers) alive.
+                    me = weakref.ref(self)
+                    d = Dispatcher(self._core, self._telemetry, lambda: getattr(me(), "_closed", True),
+                                   self._by_value_ok, self._versions)
                     self.__dict__["_dispatcher_obj"] = d
         return d
 
