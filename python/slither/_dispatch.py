@@ -149,7 +149,7 @@ class Engine:
                 self._submit(self._new_batch([i], [item], batch.attempts, batch.charged), ready)
             return
         self._fail(batch, fkind, exc, c, ready, traceback=tb,
-                   retryable=fkind not in ("session_lost", "aborted"))
+                   retryable=fkind not in ("session_lost", "aborted", "serialization"))
 
     def _completed_ok(self, c: Completion, batch: Batch, ready: list[Entry]) -> None:
         try:
@@ -159,7 +159,7 @@ class Engine:
                 f"the result of batch {c.batch} from {_decode.where(c.worker, c.pid)} cannot be unpickled in the "
                 f"host: {_decode.safe_str(exc)}")
             err.__cause__ = exc
-            self._fail(batch, "serialization", err, c, ready)
+            self._fail(batch, "serialization", err, c, ready, retryable=False)
             return
         if self.auto is not None:
             self.auto.observe(len(batch.items), c.duration)

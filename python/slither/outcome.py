@@ -40,12 +40,10 @@ class Failure:
         """One line on why, without repeating where."""
         if self.kind == "crash":
             if self.signal:
-                cause = f"killed by {self.signal}"
-            elif self.exit_code is not None:
-                cause = f"exited with code {self.exit_code}"
-            else:
-                cause = "died"
-            return f"the worker {cause} while running it"
+                return f"its worker was killed by {self.signal} while running it"
+            if self.exit_code is not None:
+                return f"its worker exited with code {self.exit_code} while running it"
+            return "its worker died while running it"
         if self.kind == "timeout":
             return "its batch timed out; the worker was killed and replaced"
         if self.kind == "session_lost":

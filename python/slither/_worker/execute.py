@@ -152,7 +152,7 @@ def _unpicklable(value: Any) -> dict[str, Any]:
 
         cloudpickle.dumps(value, protocol=PROTOCOL)
     except BaseException as exc:
-        why = f"{_type_name(exc)}: {_safe_str(exc)}"
+        why = f"{type(exc).__name__}: {_safe_str(exc)}"
     return {"kind": "serialization", "exc": None, "type": _type_name(value), "message": why, "traceback": None,
             "base": False, "code": None}
 
