@@ -144,9 +144,9 @@ class Engine:
             # The function itself cannot be found: no policy can make any item succeed.
             raise _Raise(exc, self._failure(batch, 0, fkind, exc, c, tb))
         if info.get("kind") == "payload" and len(batch.items) > 1:
-            # Some item will not unpickle in the worker: run each alone, so that only it fails.
+            # Some item will not unpickle in the worker: run each alone (within the window), so that only it fails.
             for i, item in zip(batch.indices, batch.items):
-                self._submit(self._new_batch([i], [item], batch.attempts, batch.charged), ready)
+                self.retries.push(self._new_batch([i], [item], batch.attempts, batch.charged), 0.0)
             return
         self._fail(batch, fkind, exc, c, ready, traceback=tb,
                    retryable=fkind not in ("session_lost", "aborted", "serialization"))
@@ -163,9 +163,6 @@ class Engine:
             return
         if self.auto is not None:
             self.auto.observe(len(batch.items), c.duration)
-        if self.mode == "call":
-            self._ok(batch.indices, [values], ready)
-            return
         if not item_errors:
             self._ok(batch.indices, values, ready)
             return
