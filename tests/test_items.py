@@ -191,7 +191,7 @@ def test_under_skip_a_crash_costs_its_batch(pool):
 @pytest.mark.timeout(60)
 def test_a_single_call_can_be_bounded_without_taking_a_keyword(pool):
     assert pool.call(f"{H}:echo_timeout", 1, timeout=5) == (1, 5)  # the function's own keyword
-    pids = {w["pid"] for w in pool.workers_info()}
+    pids = {w.pid for w in pool.workers_info()}
     t0 = time.monotonic()
     with pytest.raises(slither.BatchTimeout):
         pool.options(timeout=0.5).call(f"{H}:sleep_for", 60)
@@ -200,7 +200,7 @@ def test_a_single_call_can_be_bounded_without_taking_a_keyword(pool):
     with pytest.raises(slither.BatchTimeout):
         fut.result(timeout=30)
     assert pool.wait_ready(30)
-    assert {w["pid"] for w in pool.workers_info()} != pids, "the overrunning workers were replaced"
+    assert {w.pid for w in pool.workers_info()} != pids, "the overrunning workers were replaced"
     assert pool.options(timeout=30).call(f"{H}:echo_timeout", 2, timeout=7) == (2, 7)
     with pytest.raises(slither.ConfigError, match="timeout"):
         pool.options(timeout=0)
@@ -247,7 +247,6 @@ def _announce(items, event):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=False, reason="needs the core's Completion.started for batches queued on a worker")
 def test_terminate_says_which_batches_were_killed_mid_run_and_which_never_started():
     pool = slither.Pool(2)
     got: dict[str, object] = {}
@@ -284,8 +283,6 @@ def test_a_function_that_cannot_be_found_fails_the_call_whatever_the_policy(pool
 
 # 9 -----------------------------------------------------------------------------------------------------
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(not hasattr(_slither.PoolCore, "record_failures"), strict=False,
-                   reason="needs the core's PoolCore.record_failures")
 def test_per_item_exceptions_count_as_failures(pool):
     pool.dispatch("_helpers:fail_on", range(10), batch_size=10, on_error="skip")
     assert sum(w.failures for w in pool.stats().workers) == 1
@@ -395,7 +392,7 @@ def test_eight_dispatching_threads_under_chaos_finish():
         def killer() -> None:
             rng = random.Random(1)
             while not stop.wait(0.1):
-                pids = [w["pid"] for w in pool.workers_info() if w["state"] == "ready"]
+                pids = [w.pid for w in pool.workers_info() if w.state == "ready"]
                 if pids:
                     try:
                         os.kill(rng.choice(pids), signal.SIGKILL)
