@@ -23,6 +23,9 @@ SIZES = {"small": 500, "default": 5000, "large": 50000}
 THRESHOLD = 0.15
 _TOKEN = re.compile(r"\b\w+\b")
 
+RACE_PASSES = 5
+"""The unsafe baseline runs this many times; the report counts the passes that broke an invariant."""
+
 
 def generate(size: str = "default", seed: int = 42) -> list[str]:
     """Documents of 16–65 words from the vocabulary, with stopwords mixed in (seeded, reproducible)."""
