@@ -148,7 +148,8 @@ def other_interpreter_rows(python: str, name: str, ctx: Context) -> tuple[list[R
 
 
 def gil_note(rows: list[Row]) -> str | None:
-    """What this run's GIL-on baselines can and cannot show, from their own results; None if any ran GIL off."""
+    """What this run's GIL-on unsafe baselines can and cannot show, from their own results; None if there is
+    no unsafe baseline or any baseline ran with the GIL off."""
     baselines = [r for r in rows if not r.mode.startswith("slither")]
     if not baselines or any("GIL off" in r.interpreter for r in baselines):
         return None
@@ -163,7 +164,7 @@ def gil_note(rows: list[Row]) -> str | None:
     if unsafe:
         return (f"{where} The unsafe baseline broke {broke} invariant(s) even so: a thread switch landed inside a "
                 f"read-modify-write. To {see[0:1].lower()}{see[1:]}")
-    return f"{where} Races between threads hide more often than they show there; {see}"
+    return None
 
 
 MEMORY_NOTE = ("mem +MiB: growth of resident memory during the mode's run (high-water mark minus the memory "
