@@ -156,15 +156,22 @@ def test_a_missing_optional_package_exits_2():
     assert "scikit-learn" in out.stderr and "pip install" in out.stderr
 
 
+def _touch(mib):
+    """Maps ``mib`` MiB straight from the OS (not the allocator's cache) and writes every page."""
+    import mmap
+
+    m = mmap.mmap(-1, mib * 2**20)
+    for off in range(0, len(m), 4096):
+        m[off] = 1
+    return m
+
+
 def test_memory_growth_is_measured_from_the_run_start_not_from_process_start():
-    ballast = bytearray(80 * 2**20)  # an earlier run's peak, already paid for
-    ballast[:: 4096] = b"x" * len(ballast[:: 4096])
-    del ballast
+    _touch(80).close()  # an earlier run's peak, handed back to the OS
 
     def work():
-        block = bytearray(40 * 2**20)
-        block[:: 4096] = b"y" * len(block[:: 4096])
-        return len(block)
+        m = _touch(40)
+        m.close()
 
     _, _, grown = measure(work)
     assert 30 < grown < 70, grown
@@ -184,3 +191,18 @@ def test_baseline_python_adds_free_threaded_rows():
     report = load("text_analysis").run(Context(workers=2, size="small", baseline_python=[FT]))
     assert any("GIL off" in r.interpreter for r in report.rows)
     assert report.slither_ok
+
+
+def test_the_gil_note_follows_this_runs_results():
+    from slither.example._harness import gil_note
+    from slither.example._report import Invariant, Row
+
+    def row(mode, interp, ok):
+        return Row(mode, interp, [Invariant("x", 0, 0 if ok else 1, ok)], 0.1, 0.0)
+
+    gil, ft = "CPython 3.11.7, GIL on", "CPython 3.13.1 free-threaded build, GIL off"
+    assert "got every invariant right" in gil_note([row("slither (2 workers)", gil, True),
+                                                     row("unsafe_threaded (2 threads)", gil, True)])
+    assert "broke 1 invariant(s)" in gil_note([row("unsafe_threaded (2 threads)", gil, False)])
+    assert gil_note([row("unsafe_threaded (2 threads)", gil, True), row("unsafe_threaded (2 threads)", ft, False)]) is None
+    assert gil_note([row("bounded_threads (2 threads)", gil, True)]) is None

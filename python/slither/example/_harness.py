@@ -155,15 +155,14 @@ def gil_note(rows: list[Row]) -> str | None:
         return None
     unsafe = [r for r in baselines if r.mode.startswith("unsafe")]
     broke = sum(1 for r in unsafe for i in r.invariants if not i.ok)
-    see = ("run with --baseline-python pointing at a free-threaded interpreter (python3.13t) to see the "
+    see = ("Run with --baseline-python pointing at a free-threaded interpreter (python3.13t) to see the "
            "baselines with the GIL off.")
     where = f"Every threaded baseline ran with the GIL on ({baselines[0].interpreter})."
     if unsafe and not broke:
         return (f"{where} In this run the unsafe baseline got every invariant right: with the GIL on, a thread "
-                f"switch rarely lands inside a read-modify-write. That is luck, not safety; {see}")
+                f"switch rarely lands inside a read-modify-write. That is luck, not safety. {see}")
     if unsafe:
-        return (f"{where} The unsafe baseline broke {broke} invariant(s) even so: a thread switch landed inside a "
-                f"read-modify-write. To {see[0:1].lower()}{see[1:]}")
+        return f"{where} The unsafe baseline broke {broke} invariant(s) in this run even so. {see}"
     return None
 
 
