@@ -94,9 +94,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def demos_freethreaded(session: nox.Session) -> None:
-    """Each demo at --size small on a free-threaded CPython with the GIL off, baselines in that interpreter:
+    """Every demo at --size small on a free-threaded CPython, GIL off, baselines in that interpreter.
+
     slither's invariants all hold; the unsafe text_analysis and batch_stats baselines break an invariant in
-    at least one of 5 runs (tests/test_examples_freethreaded.py). Self-contained: its own venv."""
+    at least one of 5 runs (tests/test_examples_freethreaded.py). Self-contained: its own venv.
+    """
     py = os.environ.get("SLITHER_FT_PYTHON")
     if not py:
         script = ROOT.parent / "shared" / "tools" / "freethreaded-python.sh"
