@@ -60,8 +60,10 @@ def check_baseline_python(python: str) -> str:
     probe = "import sys; print(sys.version.split()[0], sys.version_info >= (3, 10))"
     try:
         proc = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ConfigError(f"--baseline-python {python}: not a usable Python interpreter ({exc.strerror if isinstance(exc, OSError) else exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"--baseline-python {python}: not a usable Python interpreter ({exc.strerror})") from None
+    except subprocess.SubprocessError as exc:
+        raise ConfigError(f"--baseline-python {python}: not a usable Python interpreter ({exc})") from None
     words = proc.stdout.split()
     if proc.returncode != 0 or len(words) != 2:
         raise ConfigError(f"--baseline-python {python}: not a usable Python interpreter (running it exited with "
