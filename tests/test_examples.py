@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-import slither
 from slither.example import load, run
 from slither.example._harness import Context, other_interpreter_rows
 from slither.example._measure import measure
@@ -46,16 +45,6 @@ def test_example_invariants_hold_and_baselines_do_the_same_work(name):
     assert json.loads(report.to_json())["slither_ok"] is True
 
 
-def _split_retries_isolate_crashes() -> bool:
-    """Whether this build retries a crashed batch split, so that a crash pill costs only itself."""
-    items = [{"id": i, "kind": "small", "values": [1.0, 2.0]} for i in range(4)]
-    items[1] = {"id": 1, "kind": "crash", "values": [1.0]}
-    with slither.Pool(1) as pool:
-        out = pool.dispatch("slither.example.workloads.batch_stats:dataset_stats", items, per="item",
-                            batching=slither.FixedBatch(4), on_error=slither.Retry(attempts=4, backoff=0.0, then="skip"))
-    return len(out.failures) == 1
-
-
 @pytest.mark.timeout(400)
 def test_batch_stats_checks_the_merge_against_a_serial_pass_and_counts_what_it_lost():
     report = load("batch_stats").run(Context(workers=2, size="small"))
@@ -74,11 +63,6 @@ def test_batch_stats_checks_the_merge_against_a_serial_pass_and_counts_what_it_l
     crashes = [d for d in report.details if d.strip().startswith("crash: worker")]
     assert crashes and all("SIGSEGV" in d for d in crashes)
     assert not any("Fatal Python error" in d for d in report.details)
-    if not _split_retries_isolate_crashes():
-        lost = [i for r in runs for i in r.invariants if i.name == "valid datasets lost" and not i.ok]
-        assert any("lost valid datasets" in n for n in report.notes) == bool(lost)
-        pytest.xfail("this build retries a crashed batch whole, so valid datasets beside a crash pill are lost "
-                     "(split retries: issue 14)")
     assert report.slither_ok, str(report)
 
 

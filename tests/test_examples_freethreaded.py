@@ -49,19 +49,4 @@ def test_demo_on_the_free_threaded_build(name, tmp_path):
             break
     if name in RACES:
         assert broke, f"the unsafe {name} baseline kept every invariant in 5 runs with the GIL off"
-    if name == "batch_stats" and not all(slither_ok) and not _split_retries_isolate_crashes():
-        pytest.xfail("this build retries a crashed batch whole, so valid datasets beside a crash pill are lost "
-                     "(split retries: issue 14)")
     assert all(slither_ok), out.stdout
-
-
-def _split_retries_isolate_crashes() -> bool:
-    """Whether this build retries a crashed batch split, so that a crash pill costs only itself."""
-    import slither
-
-    items = [{"id": i, "kind": "small", "values": [1.0, 2.0]} for i in range(4)]
-    items[1] = {"id": 1, "kind": "crash", "values": [1.0]}
-    with slither.Pool(1) as pool:
-        out = pool.dispatch("slither.example.workloads.batch_stats:dataset_stats", items, per="item",
-                            batching=slither.FixedBatch(4), on_error=slither.Retry(attempts=4, backoff=0.0, then="skip"))
-    return len(out.failures) == 1
