@@ -1,7 +1,28 @@
 """Type stubs for the native module (slither_py). The public API is in slither.pool, slither.store, ..."""
 
-from typing import Any
+from typing import Any, final
 
+__all__ = [
+    "BUILD_GIL",
+    "BatchLengthError",
+    "BatchTimeout",
+    "Completion",
+    "ConfigError",
+    "PoolBroken",
+    "PoolClosed",
+    "PoolCore",
+    "ProtocolError",
+    "RunCore",
+    "SerializationError",
+    "SessionLost",
+    "SlitherError",
+    "SnapshotCore",
+    "StoreCore",
+    "StoreError",
+    "TaskError",
+    "WorkerCrashed",
+    "__version__",
+]
 __version__: str
 BUILD_GIL: bool
 
@@ -18,6 +39,7 @@ class StoreError(SlitherError): ...
 class ProtocolError(SlitherError): ...
 class ConfigError(SlitherError, ValueError): ...
 
+@final
 class Completion:
     """One batch's answer: named, immutable fields (see slither_py/src/pool.rs)."""
 
@@ -31,8 +53,8 @@ class Completion:
     signal: str | None
     duration: float
     started: bool
-    def __init__(
-        self,
+    def __new__(
+        cls,
         batch: int,
         tag: int,
         worker: int | None,
@@ -43,8 +65,9 @@ class Completion:
         signal: str | None = None,
         duration: float = 0.0,
         started: bool = True,
-    ) -> None: ...
+    ) -> Completion: ...
 
+@final
 class RunCore:
     def next(self, timeout: float | None = None) -> Completion | None: ...
     @property
@@ -52,8 +75,9 @@ class RunCore:
     @property
     def max_in_flight_seen(self) -> int: ...
 
+@final
 class PoolCore:
-    def __init__(self, config: dict[str, Any], init_payload: bytes, store: StoreCore | None = None) -> None: ...
+    def __new__(cls, config: dict[str, Any], init_payload: bytes, store: StoreCore | None = None) -> PoolCore: ...
     def wait_ready(self, timeout: float | None = None) -> bool: ...
     def new_run(self) -> RunCore: ...
     def submit(
@@ -80,6 +104,7 @@ class PoolCore:
     @property
     def stopped(self) -> bool: ...
 
+@final
 class SnapshotCore:
     def get(self, table: str, key: bytes) -> bytes | None: ...
     def version(self, table: str) -> int: ...
@@ -88,8 +113,17 @@ class SnapshotCore:
     def len(self, table: str) -> int: ...
     def tables(self) -> list[str]: ...
 
-class StoreCore(SnapshotCore):
-    def __init__(self) -> None: ...
+@final
+class StoreCore:
+    """Not a subclass of SnapshotCore at runtime: it has the same read methods, over the current tables."""
+
+    def __new__(cls) -> StoreCore: ...
+    def get(self, table: str, key: bytes) -> bytes | None: ...
+    def version(self, table: str) -> int: ...
+    def keys(self, table: str) -> list[bytes]: ...
+    def items(self, table: str) -> list[tuple[bytes, bytes]]: ...
+    def len(self, table: str) -> int: ...
+    def tables(self) -> list[str]: ...
     def put(self, table: str, key: bytes, value: bytes) -> int: ...
     def put_many(self, table: str, pairs: list[tuple[bytes, bytes]]) -> int: ...
     def delete(self, table: str, key: bytes) -> bool: ...

@@ -16,15 +16,16 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Literal, overload
 
 from slither import errors
 from slither._dispatch import Engine, check_transferable, single_result
 from slither._functions import describe, function_ref
 from slither._native import _slither
+from slither._types import Backend, OnError, P, Per, R, T
 from slither._workerpath import worker_env
 from slither.batching import Batching, resolve_batching
-from slither.outcome import Outcome, Reply
+from slither.outcome import Failure, Outcome, Reply
 from slither.session import Session
 from slither.stats import PoolStats
 from slither.telemetry import Telemetry
@@ -76,7 +77,7 @@ class Pool:
         startup_timeout: float = 60.0,
         shutdown_grace: float = 2.0,
         forward_output: bool = True,
-        backend: str = "local",
+        backend: Backend = "local",
         address: str | None = None,
     ) -> None:
         n = (os.cpu_count() or 1) if workers is None else workers
@@ -229,9 +230,19 @@ class Pool:
             ordered=ordered, timeout=timeout, on_error=on_error, pin=pin, progress=progress,
         )
 
+    @overload
+    def imap(self, fn: Callable[[T], R], iterable: Iterable[T], *, batch_size: int | None = None,
+             batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
+             timeout: float | None = None, on_error: OnError = "raise", progress: bool = False,
+             _pin: tuple[int, int] | None = None) -> Iterator[R]: ...
+    @overload
+    def imap(self, fn: str, iterable: Iterable[Any], *, batch_size: int | None = None,
+             batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
+             timeout: float | None = None, on_error: OnError = "raise", progress: bool = False,
+             _pin: tuple[int, int] | None = None) -> Iterator[Any]: ...
     def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, batch_size: int | None = None,
              batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
-             timeout: float | None = None, on_error: Any = "raise", progress: bool = False,
+             timeout: float | None = None, on_error: OnError = "raise", progress: bool = False,
              _pin: tuple[int, int] | None = None) -> Iterator[Any]:
         """Streams ``fn(item)`` for every item, in input order (or as completed with ``ordered=False``).
 
@@ -243,13 +254,27 @@ class Pool:
                               progress=progress, pin=_pin)
         return _Results(engine)
 
+    @overload
+    def map(self, fn: Callable[[T], R], iterable: Iterable[T], **kwargs: Any) -> list[R]: ...
+    @overload
+    def map(self, fn: str, iterable: Iterable[Any], **kwargs: Any) -> list[Any]: ...
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
         """``fn(item)`` for every item, as a list in input order. Same options as :meth:`imap`."""
         return _collect(self.imap(fn, iterable, **kwargs))
 
+    @overload
+    def imap_batches(self, fn: Callable[[list[T]], list[R]], iterable: Iterable[T], *, batch_size: int | None = None,
+                     batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
+                     timeout: float | None = None, on_error: OnError = "raise", progress: bool = False,
+                     _pin: tuple[int, int] | None = None) -> Iterator[R]: ...
+    @overload
+    def imap_batches(self, fn: str, iterable: Iterable[Any], *, batch_size: int | None = None,
+                     batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
+                     timeout: float | None = None, on_error: OnError = "raise", progress: bool = False,
+                     _pin: tuple[int, int] | None = None) -> Iterator[Any]: ...
     def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, batch_size: int | None = None,
                      batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
-                     timeout: float | None = None, on_error: Any = "raise", progress: bool = False,
+                     timeout: float | None = None, on_error: OnError = "raise", progress: bool = False,
                      _pin: tuple[int, int] | None = None) -> Iterator[Any]:
         """Calls ``fn(list_of_items) -> list`` once per batch and streams the per-item results.
 
@@ -261,14 +286,33 @@ class Pool:
                               progress=progress, pin=_pin)
         return _Results(engine)
 
+    @overload
+    def map_batches(self, fn: Callable[[list[T]], list[R]], iterable: Iterable[T], **kwargs: Any) -> list[R]: ...
+    @overload
+    def map_batches(self, fn: str, iterable: Iterable[Any], **kwargs: Any) -> list[Any]: ...
     def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
         """``fn(batch)`` per batch, results flattened into one list in input order."""
         return _collect(self.imap_batches(fn, iterable, **kwargs))
 
-    def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, per: str = "item",
+    @overload
+    def dispatch(self, fn: Callable[[T], R], iterable: Iterable[T], *, per: Literal["item"] = "item",
                  batch_size: int | None = None, batching: Batching | None = None, max_in_flight: int | None = None,
-                 ordered: bool = True, timeout: float | None = None, on_error: Any = "skip",
-                 progress: bool = False, _pin: tuple[int, int] | None = None) -> Outcome:
+                 ordered: bool = True, timeout: float | None = None, on_error: OnError = "skip",
+                 progress: bool = False, _pin: tuple[int, int] | None = None) -> Outcome[R]: ...
+    @overload
+    def dispatch(self, fn: Callable[[list[T]], list[R]], iterable: Iterable[T], *, per: Literal["batch"],
+                 batch_size: int | None = None, batching: Batching | None = None, max_in_flight: int | None = None,
+                 ordered: bool = True, timeout: float | None = None, on_error: OnError = "skip",
+                 progress: bool = False, _pin: tuple[int, int] | None = None) -> Outcome[R]: ...
+    @overload
+    def dispatch(self, fn: str, iterable: Iterable[Any], *, per: Per = "item",
+                 batch_size: int | None = None, batching: Batching | None = None, max_in_flight: int | None = None,
+                 ordered: bool = True, timeout: float | None = None, on_error: OnError = "skip",
+                 progress: bool = False, _pin: tuple[int, int] | None = None) -> Outcome[Any]: ...
+    def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, per: Per = "item",
+                 batch_size: int | None = None, batching: Batching | None = None, max_in_flight: int | None = None,
+                 ordered: bool = True, timeout: float | None = None, on_error: OnError = "skip",
+                 progress: bool = False, _pin: tuple[int, int] | None = None) -> Outcome[Any]:
         """Runs the whole input and returns an :class:`~slither.Outcome`: every item's result or Failure.
 
         ``per="item"`` calls ``fn(item)``; ``per="batch"`` calls ``fn(batch) -> list``.
@@ -280,7 +324,7 @@ class Pool:
                               ordered=ordered, timeout=timeout, on_error=on_error, progress=progress, pin=_pin)
         results: list[Any] = []
         indices: list[int] = []
-        failures = []
+        failures: list[Failure] = []
         for start, values, failure in engine.entries():
             if failure is None:
                 results.extend(values)
@@ -290,6 +334,10 @@ class Pool:
         return Outcome(results=results, failures=failures, stats=engine.stats(), indices=indices)
 
     # -- single calls -------------------------------------------------------------------------
+    @overload
+    def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
+    def call(self, fn: str, *args: Any, **kwargs: Any) -> Any: ...
     def call(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Runs ``fn(*args, **kwargs)`` once in a worker and returns its result."""
         return self._call(fn, args, kwargs, None, None)
@@ -314,6 +362,10 @@ class Pool:
             raise
         return single_result(c, describe(fn), pinned=pin is not None)
 
+    @overload
+    def submit(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[R]: ...
+    @overload
+    def submit(self, fn: str, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]: ...
     def submit(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         """Like :meth:`call`, but returns a :class:`concurrent.futures.Future` at once."""
         self._check_open()

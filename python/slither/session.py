@@ -6,9 +6,10 @@ session's next call raises :class:`~slither.errors.SessionLost` instead of runni
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from slither import errors
+from slither._types import P, R, T
 from slither.outcome import Outcome
 
 if TYPE_CHECKING:
@@ -37,22 +38,42 @@ class Session:
         """Whether the worker this session is pinned to is still the same process."""
         return self.pool._core.session_alive(self.worker, self.generation)
 
+    @overload
+    def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
+    def call(self, fn: str, *args: Any, **kwargs: Any) -> Any: ...
     def call(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return self.pool._call(fn, args, kwargs, self._pin, None)
 
+    @overload
+    def map(self, fn: Callable[[T], R], iterable: Iterable[T], **kwargs: Any) -> list[R]: ...
+    @overload
+    def map(self, fn: str, iterable: Iterable[Any], **kwargs: Any) -> list[Any]: ...
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
         return self.pool.map(fn, iterable, _pin=self._pin, **kwargs)
 
+    @overload
+    def imap(self, fn: Callable[[T], R], iterable: Iterable[T], **kwargs: Any) -> Iterator[R]: ...
+    @overload
+    def imap(self, fn: str, iterable: Iterable[Any], **kwargs: Any) -> Iterator[Any]: ...
     def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> Iterator[Any]:
         return self.pool.imap(fn, iterable, _pin=self._pin, **kwargs)
 
+    @overload
+    def map_batches(self, fn: Callable[[list[T]], list[R]], iterable: Iterable[T], **kwargs: Any) -> list[R]: ...
+    @overload
+    def map_batches(self, fn: str, iterable: Iterable[Any], **kwargs: Any) -> list[Any]: ...
     def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
         return self.pool.map_batches(fn, iterable, _pin=self._pin, **kwargs)
 
+    @overload
+    def imap_batches(self, fn: Callable[[list[T]], list[R]], iterable: Iterable[T], **kwargs: Any) -> Iterator[R]: ...
+    @overload
+    def imap_batches(self, fn: str, iterable: Iterable[Any], **kwargs: Any) -> Iterator[Any]: ...
     def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> Iterator[Any]:
         return self.pool.imap_batches(fn, iterable, _pin=self._pin, **kwargs)
 
-    def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> Outcome:
+    def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> Outcome[Any]:
         return self.pool.dispatch(fn, iterable, _pin=self._pin, **kwargs)
 
     def close(self) -> None:
