@@ -139,8 +139,8 @@ def demos_freethreaded(session: nox.Session) -> None:
     PLACEHOLDER, to be filled by whoever owns python/slither/example: run every demo with `vpy` and `env`
     below, e.g. `session.run(vpy, "-m", "slither.example", name, env=env, external=True)` per example.
     """
-    vpy, env = _freethreaded_venv(session)
-    session.log("demos_freethreaded: no demo is run here yet")
+    vpy, _env = _freethreaded_venv(session)
+    session.log(f"demos_freethreaded: no demo is run here yet ({vpy} is ready for them)")
 
 
 @nox.session(python="3.11")

@@ -115,3 +115,10 @@ def test_bad_backend_arguments_are_named():
         slither.joblib.SlitherBackend(pool="not a pool")
     with pytest.raises(ValueError, match="n_jobs == 0"):
         slither.joblib.SlitherBackend().effective_n_jobs(0)
+
+
+@pytest.mark.timeout(120)
+def test_with_a_given_pool_scikit_learns_default_n_jobs_uses_the_whole_pool():
+    with slither.Pool(workers=2) as pool, parallel_config(backend="slither", pool=pool):
+        workers = cross_val_score(PidLogistic(), X, Y, cv=4, scoring=fit_worker)  # n_jobs=None
+    assert set(workers) <= {0.0, 1.0}

@@ -61,7 +61,7 @@ class SlitherBackend(AutoBatchingMixin, ParallelBackendBase):
 
     Args (as ``joblib.parallel_config(backend="slither", **args)``):
         pool: an open :class:`slither.Pool` to run on; it is used as it is (``n_jobs`` only bounds how
-            many tasks joblib keeps in flight) and left open. Without one, each ``Parallel`` call gets a
+            many tasks joblib keeps in flight; ``None`` means the pool's size) and left open. Without one, each ``Parallel`` call gets a
             fresh pool of ``n_jobs`` workers, stopped when the call ends.
         **pool_options: passed to :class:`slither.Pool` when the backend starts its own
             (``max_tasks_per_worker``, ``max_memory_per_worker``, ``init``, ``env``, ...).
@@ -89,6 +89,8 @@ class SlitherBackend(AutoBatchingMixin, ParallelBackendBase):
         if pool is not None and pool_options:
             raise TypeError(f"pool= is an existing pool: options {sorted(pool_options)} cannot apply to it")
         self._given_pool = pool
+        if pool is not None:
+            self.default_n_jobs = -1  # n_jobs=None (scikit-learn's default) means the whole given pool
         self._pool_options = pool_options
         self._pool: Pool | None = pool
         self._n_jobs = 1
