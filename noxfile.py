@@ -2,6 +2,7 @@
 
     nox -s tests               build the extension, cargo test, pytest on every CPython found (3.11, 3.12, 3.13)
     nox -s tests-3.12          the same on one of them
+    nox -s tests_core-3.13     only the pool, faults, dispatch and store tests (CI, on 3.12 and 3.13)
     nox -s tests_freethreaded  the pytest suite on a free-threaded CPython 3.13t (built by tools/freethreaded-python.sh)
     nox -s demos_freethreaded  each demo on the free-threaded interpreter
     nox -s ray                 the shared behaviour tests on both backends, with a local Ray
@@ -32,6 +33,8 @@ ROOT = Path(__file__).parent
 FT_SCRIPT = ROOT / "tools" / "freethreaded-python.sh"
 SUPPORTED = ["3.10", "3.11", "3.12", "3.13"]
 TESTED = ["3.11", "3.12", "3.13"]
+# What CI runs on the other interpreters when the whole suite on each would not fit its time budget.
+CORE_TESTS = ["tests/test_pool.py", "tests/test_faults.py", "tests/test_dispatch.py", "tests/test_store.py"]
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "psutil>=5.9", "cloudpickle>=2.0", "maturin>=1.7,<2"]
 # Newer Hypothesis releases need a compiled extension that cannot be built for 3.13t.
 FT_TEST_DEPS = [d if not d.startswith("hypothesis") else "hypothesis>=6.100,<6.150" for d in TEST_DEPS]
@@ -93,6 +96,14 @@ def tests(session: nox.Session) -> None:
     if session.python == TESTED[0] and not os.environ.get("SLITHER_SKIP_CARGO_TEST"):
         session.run("cargo", "test", "-p", "slither-core", "--quiet", external=True)
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=TESTED)
+def tests_core(session: nox.Session) -> None:
+    """Only the core behaviour (pool, faults, dispatch, store): what CI runs on 3.12 and 3.13."""
+    session.install(*TEST_DEPS)
+    _develop(session)
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *(session.posargs or CORE_TESTS))
 
 
 def _freethreaded_python(session: nox.Session) -> str | None:
