@@ -30,13 +30,16 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from joblib import parallel as _jp  # the installed joblib, not this module (absolute import)
-from joblib._parallel_backends import (
-    AutoBatchingMixin,
-    FallbackToBackend,
-    ParallelBackendBase,
-    SequentialBackend,
-)
+try:
+    from joblib import parallel as _jp  # the installed joblib, not this module (absolute import)
+    from joblib._parallel_backends import (
+        AutoBatchingMixin,
+        FallbackToBackend,
+        ParallelBackendBase,
+        SequentialBackend,
+    )
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("slither.joblib needs joblib: pip install joblib (scikit-learn installs it)") from exc
 
 from slither import errors
 from slither.pool import Pool
