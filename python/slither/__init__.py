@@ -47,10 +47,42 @@ _EXPORTS = {
     "WorkerInfo": "slither.stats",
 }
 
-__all__ = sorted(_EXPORTS)
+# Spelled out (not computed) so that type checkers read it; tests/test_typing.py keeps it equal to _EXPORTS.
+__all__ = [
+    "BatchLengthError",
+    "BatchTimeout",
+    "ConfigError",
+    "Failure",
+    "FixedBatch",
+    "KeyPartition",
+    "Outcome",
+    "Pipe",
+    "Pool",
+    "PoolBroken",
+    "PoolClosed",
+    "PoolStats",
+    "Reply",
+    "Retry",
+    "RunStats",
+    "SerializationError",
+    "Session",
+    "SessionLost",
+    "SlitherError",
+    "Store",
+    "StoreError",
+    "TaskError",
+    "WeightedBatch",
+    "WorkerCrashed",
+    "WorkerStats",
+]
 
 if TYPE_CHECKING:
-    from slither.batching import FixedBatch, KeyPartition, WeightedBatch
+    # What the lazy __getattr__ below gives, spelled out for type checkers ("X" marks a re-export).
+    from slither.batching import (
+        FixedBatch,
+        KeyPartition,
+        WeightedBatch,
+    )
     from slither.errors import (
         BatchLengthError,
         BatchTimeout,
@@ -66,7 +98,13 @@ if TYPE_CHECKING:
         TaskError,
         WorkerCrashed,
     )
-    from slither.outcome import Failure, Outcome, Reply, Retry, RunStats
+    from slither.outcome import (
+        Failure,
+        Outcome,
+        Reply,
+        Retry,
+        RunStats,
+    )
     from slither.pipe import Pipe
     from slither.pool import Pool
     from slither.session import Session
@@ -74,13 +112,15 @@ if TYPE_CHECKING:
     from slither.store import Store
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'slither' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:
+    # Hidden from type checkers: a module __getattr__ would make every misspelt name (slither.Pol) valid.
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'slither' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

@@ -2,6 +2,31 @@
 
 from typing import Any, final
 
+__all__ = [
+    "BUILD_GIL",
+    "BatchLengthError",
+    "BatchTimeout",
+    "Completion",
+    "ConfigError",
+    "PoolBroken",
+    "PROTOCOL",
+    "PoolClosed",
+    "PoolCore",
+    "PoolStats",
+    "ProtocolError",
+    "RunCore",
+    "SerializationError",
+    "SessionLost",
+    "SlitherError",
+    "SnapshotCore",
+    "StoreCore",
+    "StoreError",
+    "TaskError",
+    "WorkerCrashed",
+    "WorkerInfo",
+    "WorkerStats",
+    "__version__",
+]
 __version__: str
 BUILD_GIL: bool
 PROTOCOL: dict[str, Any]
@@ -19,6 +44,7 @@ class StoreError(SlitherError): ...
 class ProtocolError(SlitherError): ...
 class ConfigError(SlitherError, ValueError): ...
 
+@final
 class Completion:
     """One batch's answer: named, immutable fields (see slither_py/src/pool.rs)."""
 
@@ -32,8 +58,8 @@ class Completion:
     signal: str | None
     duration: float
     started: bool
-    def __init__(
-        self,
+    def __new__(
+        cls,
         batch: int,
         tag: int,
         worker: int | None,
@@ -44,8 +70,9 @@ class Completion:
         signal: str | None = None,
         duration: float = 0.0,
         started: bool = True,
-    ) -> None: ...
+    ) -> Completion: ...
 
+@final
 class RunCore:
     def next(self, timeout: float | None = None) -> Completion | None: ...
     @property
@@ -64,10 +91,10 @@ class WorkerInfo:
     python: str
     gil: bool
     free_threaded_build: bool
-    def __init__(
-        self, *, index: int, pid: int, generation: int, state: str, python: str, gil: bool,
+    def __new__(
+        cls, *, index: int, pid: int, generation: int, state: str, python: str, gil: bool,
         free_threaded_build: bool = False,
-    ) -> None: ...
+    ) -> WorkerInfo: ...
 
 @final
 class WorkerStats:
@@ -89,11 +116,11 @@ class WorkerStats:
     python: str
     gil: bool
     sessions: int
-    def __init__(
-        self, *, index: int, pid: int, generation: int, state: str, batches: int = 0, items: int = 0,
+    def __new__(
+        cls, *, index: int, pid: int, generation: int, state: str, batches: int = 0, items: int = 0,
         failures: int = 0, restarts: int = 0, recycles: int = 0, uptime_s: float = 0.0, rss_bytes: int = 0,
         peak_rss_bytes: int = 0, in_flight: int = 0, python: str = "", gil: bool = True, sessions: int = 0,
-    ) -> None: ...
+    ) -> WorkerStats: ...
 
 @final
 class PoolStats:
@@ -105,13 +132,13 @@ class PoolStats:
     max_in_flight_seen: int
     broken: str | None
     closed: bool
-    def __init__(
-        self, *, workers: list[WorkerStats], queued: int = 0, in_flight: int = 0, max_in_flight_seen: int = 0,
+    def __new__(
+        cls, *, workers: list[WorkerStats], queued: int = 0, in_flight: int = 0, max_in_flight_seen: int = 0,
         broken: str | None = None, closed: bool = False,
-    ) -> None: ...
+    ) -> PoolStats: ...
 
 class PoolCore:
-    def __init__(self, config: dict[str, Any], init_payload: bytes, store: StoreCore | None = None) -> None: ...
+    def __new__(cls, config: dict[str, Any], init_payload: bytes, store: StoreCore | None = None) -> PoolCore: ...
     def wait_ready(self, timeout: float | None = None) -> bool: ...
     def new_run(self) -> RunCore: ...
     def submit(
@@ -139,6 +166,7 @@ class PoolCore:
     @property
     def stopped(self) -> bool: ...
 
+@final
 class SnapshotCore:
     def get(self, table: str, key: bytes) -> bytes | None: ...
     def version(self, table: str) -> int: ...
@@ -147,8 +175,17 @@ class SnapshotCore:
     def len(self, table: str) -> int: ...
     def tables(self) -> list[str]: ...
 
-class StoreCore(SnapshotCore):
-    def __init__(self) -> None: ...
+@final
+class StoreCore:
+    """Not a subclass of SnapshotCore at runtime: it has the same read methods, over the current tables."""
+
+    def __new__(cls) -> StoreCore: ...
+    def get(self, table: str, key: bytes) -> bytes | None: ...
+    def version(self, table: str) -> int: ...
+    def keys(self, table: str) -> list[bytes]: ...
+    def items(self, table: str) -> list[tuple[bytes, bytes]]: ...
+    def len(self, table: str) -> int: ...
+    def tables(self) -> list[str]: ...
     def put(self, table: str, key: bytes, value: bytes) -> int: ...
     def put_many(self, table: str, pairs: list[tuple[bytes, bytes]]) -> int: ...
     def delete(self, table: str, key: bytes) -> bool: ...

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
+
+R = TypeVar("R")
 
 FailureKind = Literal["error", "crash", "timeout", "session_lost", "serialization", "length", "aborted"]
 
@@ -69,10 +71,10 @@ class RunStats:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(Generic[R]):
     """Results of the items that succeeded (in input order when ordered) and a Failure for every other."""
 
-    results: list[Any]
+    results: list[R]
     failures: list[Failure]
     stats: RunStats
     indices: list[int] = field(default_factory=list, repr=False)
@@ -82,9 +84,9 @@ class Outcome:
     def ok(self) -> bool:
         return not self.failures
 
-    def by_index(self) -> dict[int, Any]:
+    def by_index(self) -> dict[int, R | Failure]:
         """Every input index mapped to its result or its Failure."""
-        out: dict[int, Any] = dict(zip(self.indices, self.results))
+        out: dict[int, R | Failure] = dict(zip(self.indices, self.results))
         out.update((f.index, f) for f in self.failures)
         return out
 
