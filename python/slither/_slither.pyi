@@ -4,12 +4,12 @@ from typing import Any, final
 
 __all__ = [
     "BUILD_GIL",
+    "PROTOCOL",
     "BatchLengthError",
     "BatchTimeout",
     "Completion",
     "ConfigError",
     "PoolBroken",
-    "PROTOCOL",
     "PoolClosed",
     "PoolCore",
     "PoolStats",
