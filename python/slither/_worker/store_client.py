@@ -117,6 +117,11 @@ class WorkerStore:
             raise WorkerStoreError(rest[0].decode() if rest else "store request failed")
         return status, rest
 
+    @property
+    def reads_locally(self) -> bool:
+        """True when this worker reads the host's shared memory; False when every read asks the host."""
+        return self._attached()
+
     # -- the local read path --------------------------------------------------------------------
     def _attached(self) -> bool:
         if self._local is None:
