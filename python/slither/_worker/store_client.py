@@ -194,7 +194,9 @@ class WorkerStore:
 
     def version(self, table: str) -> int:
         """The table's current version (0 if never written)."""
-        img = self._images.get(table) or self._current(table)
+        img = self._images.get(table)
+        if img is None:
+            img = self._current(table)
         if img is not None:
             return int(self._slots[img.slot])
         _, fields = self._call(codec.VERSION, table.encode())
