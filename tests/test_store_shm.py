@@ -292,3 +292,30 @@ def test_a_worker_that_cannot_map_the_hosts_memory_asks_instead():
     assert ws.snapshot("a", "b").get("b", "x") == 1 and ws.keys("a") == ["x"] and ws.version("a") == 1
     st.put("a", "x", 2)
     assert ws.get("a", "x") == 2 and ws.update("a", "x", lambda v: v + 1) == 3 and st.get("a", "x") == 3
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as hs
+
+    _key = hs.one_of(hs.text(max_size=12), hs.integers(), hs.binary(max_size=12), hs.none(),
+                     hs.tuples(hs.text(max_size=4), hs.integers()))
+    _table = hs.dictionaries(_key, hs.one_of(hs.integers(), hs.binary(max_size=64), hs.text(max_size=20)),
+                             max_size=60)
+
+    @settings(max_examples=25, deadline=None)
+    @given(_table, _table)
+    def test_the_python_reader_finds_exactly_what_the_rust_image_holds(before, after):
+        from slither._worker.store_client import WorkerStore
+
+        st = slither.Store()
+        ws = WorkerStore(lambda p: bytes(st._inner.handle_request(p)))
+        for contents in (before, after):
+            version = st.reload("t", contents)
+            assert ws.reads_locally and ws.version("t") == version
+            assert sorted(map(repr, ws.keys("t"))) == sorted(map(repr, st.keys("t")))
+            for k in st.keys("t"):
+                assert ws.get("t", k) == st.get("t", k)
+            assert ws.get("t", ("absent", -1), "none") == "none" and ws.len("t") == st.len("t")
+except ImportError:  # hypothesis is a dev dependency
+    pass
