@@ -5,6 +5,7 @@
 //! Request: `u8 op` then fields, each `u32 length (LE) | bytes`. Reply: `u8 status` then fields.
 //! The worker side is `python/slither/_worker/storecodec.py`; the op and status numbers are listed there too.
 
+use super::image::Body;
 use super::{Pairs, Store};
 
 pub const GET: u8 = 1;
@@ -28,7 +29,9 @@ pub const NAMES: u8 = 10;
 /// Reply: `OK, pid, fd, length, store id` (u64 LE each): the version header, at `/proc/<pid>/fd/<fd>`.
 pub const ATTACH: u8 = 11;
 /// Fields: table names (none: every table). Reply: `OK`, then per table, all from one snapshot:
-/// `name, slot, version, fd, length` (u64 LE each but the name): its image, in the same process as ATTACH's.
+/// `name, slot, version, fd, length, inline` (u64 LE each but the name and inline): its image, either a
+/// descriptor in the same process as ATTACH's (and `inline` empty) or, for a small image, `inline` itself
+/// (and `fd` u64::MAX).
 pub const MAP: u8 = 12;
 
 pub const OK: u8 = 0;
@@ -187,10 +190,14 @@ fn try_handle(store: &Store, payload: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
             let mut out = vec![OK];
             for m in store.map_tables(&names).map_err(store_err)? {
                 push(&mut out, m.name.as_bytes());
-                let seg = &m.image.segment;
-                for n in [m.slot as u64, m.image.version, seg.fd() as u64, seg.len() as u64] {
+                let (fd, len, inline) = match &m.image.body {
+                    Body::Shared(seg) => (seg.fd() as u64, seg.len(), &[][..]),
+                    Body::Inline(bytes) => (u64::MAX, bytes.len(), &bytes[..]),
+                };
+                for n in [m.slot as u64, m.image.version, fd, len as u64] {
                     u64_field(&mut out, n);
                 }
+                push(&mut out, inline);
             }
             Ok(out)
         }
@@ -292,13 +299,18 @@ mod tests {
         s.put("t", b"k".to_vec(), b"v".to_vec()).unwrap();
         let r = handle(&s, &req(ATTACH, &[]));
         assert_eq!(r[0], OK);
-        let r = handle(&s, &req(MAP, &[b"t"]));
+        let big: Pairs = (0..5000u32).map(|i| (i.to_le_bytes().to_vec(), vec![0; 16])).collect();
+        s.reload("big", big).unwrap();
+        let r = handle(&s, &req(MAP, &[b"t", b"big"]));
         assert_eq!(r[0], OK);
         let f = fields(&r[1..]).unwrap();
         let word = |i: usize| u64::from_le_bytes(f[i].try_into().unwrap());
-        assert_eq!((f[0], word(1), word(2)), (&b"t"[..], 0, 1));
-        let image = std::fs::read(format!("/proc/self/fd/{}", word(3))).unwrap();
-        assert_eq!(image.len() as u64, word(4));
-        assert_eq!(&image[..8], b"SLSTIMG1");
+        // A small table travels inline; a large one is a descriptor.
+        assert_eq!((f[0], word(1), word(2), word(3)), (&b"t"[..], 0, 1, u64::MAX));
+        assert_eq!((f[5].len() as u64, &f[5][..8]), (word(4), &b"SLSTIMG1"[..]));
+        assert_eq!((f[6], word(7), word(8)), (&b"big"[..], 1, 1));
+        let image = std::fs::read(format!("/proc/self/fd/{}", word(9))).unwrap();
+        assert_eq!((image.len() as u64, &image[..8]), (word(10), &b"SLSTIMG1"[..]));
+        assert!(f[11].is_empty());
     }
 }

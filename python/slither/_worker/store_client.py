@@ -23,6 +23,7 @@ from slither._worker.storeimage import Header, Image, Unavailable
 
 # A MAP reply can name an image that a newer one replaces before this worker opens it; ask again.
 _MAP_TRIES = 8
+_INLINE = (1 << 64) - 1  # MAP's fd for an image sent inside the reply
 
 
 class WorkerStoreError(Exception):
@@ -40,6 +41,9 @@ class _Copied:
 
     def raw(self, key: bytes) -> bytes | None:
         return self._entries.get(key)
+
+    def find(self, key: Any) -> bytes | None:
+        return self._entries.get(codec.encode_key(key))
 
     def entries(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(self._entries.items())
@@ -76,7 +80,7 @@ class WorkerSnapshot:
                            f"name it: store.snapshot({table!r}, ...)") from None
 
     def get(self, table: str, key: Any, default: Any = None) -> Any:
-        raw = self._table(table).raw(codec.encode_key(key))
+        raw = self._table(table).find(key)
         return default if raw is None else codec.decode_value(raw)
 
     def version(self, table: str) -> int:
@@ -149,12 +153,16 @@ class WorkerStore:
                 return None
             got: dict[str, Image] = {}
             try:
-                for i in range(0, len(f), 5):
+                for i in range(0, len(f), 6):
                     name = f[i].decode()
                     slot, version, fd, length = (codec.u64(x) for x in f[i + 1 : i + 5])
                     held = self._images.get(name)
-                    if held is None or (held.slot, held.version) != (slot, version):
-                        held = Image(self._header, fd, length, self._store_id, slot, version)
+                    if held is not None and (held.slot, held.version) == (slot, version):
+                        pass
+                    elif fd == _INLINE:
+                        held = Image(f[i + 5], self._store_id, slot, version)
+                    else:
+                        held = Image.mapped(self._header, fd, length, self._store_id, slot, version)
                     got[name] = held
             except Unavailable:
                 continue
@@ -189,7 +197,13 @@ class WorkerStore:
     # -- reads ----------------------------------------------------------------------------------
     def get(self, table: str, key: Any, default: Any = None) -> Any:
         """A fresh copy of the value under ``key``, or ``default``. Local when this table is mapped."""
-        raw = self._raw(table, codec.encode_key(key))
+        img = self._images.get(table)
+        if img is None or self._slots[img.slot] != img.version:
+            img = self._current(table)
+            if img is None:
+                status, fields = self._call(codec.GET, table.encode(), codec.encode_key(key))
+                return codec.decode_value(fields[0]) if status == codec.OK else default
+        raw = img.find(key)
         return default if raw is None else codec.decode_value(raw)
 
     def version(self, table: str) -> int:

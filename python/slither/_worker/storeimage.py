@@ -10,7 +10,8 @@ worker opens ``/proc/<host pid>/fd/<n>`` read-only and maps it::
 An image is immutable once the worker can see it: the host writes it completely, unmaps it and seals it
 against any change, and the worker checks the seals, the length, the store, the slot and the version
 before trusting what it mapped. Anything that does not check out raises ``Unavailable`` and the caller
-asks the host instead.
+asks the host instead. A small image (64 KiB at most) comes inside the host's reply instead of as a
+descriptor, with the same layout.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import stat
 import struct
 import zlib
 from collections.abc import Iterator
+from typing import Any
+
+from slither._worker import storecodec as codec
 
 _SEALED = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
 _HEADER_MAGIC = int.from_bytes(b"SLSTHDR1", "little")
@@ -30,6 +34,7 @@ _FIRST_SLOT_WORD = 8
 _IMAGE_HEAD = struct.Struct("=8s7Q")  # magic, store id, slot, version, count, buckets, entries offset, -
 _ENTRY = struct.Struct("<IQ")  # key length, value length
 _SEQLOCK_TRIES = 64
+MEMO_MAX = 1 << 16
 # Reading several header slots between two reads of the sequence relies on loads not being reordered with
 # each other, which x86 guarantees; elsewhere a multi-table snapshot asks the host (one small round trip).
 ORDERED_LOADS = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686"}
@@ -92,44 +97,65 @@ class Header:
 
 
 class Image:
-    """One version of one table, mapped read-only."""
+    """One version of one table: a mapped segment, or the bytes of a small image sent in the reply.
 
-    __slots__ = ("_buckets", "_count", "_first", "_mask", "_mm", "_view", "slot", "version")
+    Lookups are remembered per image (up to ``MEMO_MAX`` keys): an image never changes, so a key read
+    again costs one dict lookup, and a new version starts with an empty memo.
+    """
 
-    def __init__(self, header: Header, fd: int, length: int, store_id: int, slot: int, version: int) -> None:
-        mm = _open(header.pid, fd, length, sealed=True)
-        magic, sid, got_slot, got_version, count, buckets, first, _ = _IMAGE_HEAD.unpack_from(mm, 0)
+    __slots__ = ("_buckets", "_buf", "_count", "_first", "_mask", "_memo", "_view", "slot", "version")
+
+    def __init__(self, buf: mmap.mmap | bytes, store_id: int, slot: int, version: int) -> None:
+        if len(buf) < _IMAGE_HEAD.size:
+            raise Unavailable("not a store image")
+        magic, sid, got_slot, got_version, count, buckets, first, _ = _IMAGE_HEAD.unpack_from(buf, 0)
         if magic != b"SLSTIMG1" or (sid, got_slot, got_version) != (store_id, slot, version):
             raise Unavailable("the image was replaced before it could be opened")
-        self._mm = mm
-        self._view = memoryview(mm)
+        self._buf = buf
+        self._view = memoryview(buf)
         self._buckets = self._view[64 : 64 + 8 * buckets].cast("Q")
         self._mask = buckets - 1
         self._count = count
         self._first = first
+        self._memo: dict[Any, memoryview | None] = {}
         self.slot = slot
         self.version = version
 
+    @classmethod
+    def mapped(cls, header: Header, fd: int, length: int, store_id: int, slot: int, version: int) -> Image:
+        return cls(_open(header.pid, fd, length, sealed=True), store_id, slot, version)
+
     def raw(self, key: bytes) -> memoryview | None:
-        """The encoded value under ``key`` (a view into the image, not a copy), or None."""
-        mm, buckets, mask = self._mm, self._buckets, self._mask
+        """The encoded value under an encoded ``key`` (a view into the image, not a copy), or None."""
+        buf, buckets, mask = self._buf, self._buckets, self._mask
         b = zlib.crc32(key) & mask
         while True:
             at = buckets[b]
             if not at:
                 return None
-            klen, vlen = _ENTRY.unpack_from(mm, at)
+            klen, vlen = _ENTRY.unpack_from(buf, at)
             start = at + 12
-            if klen == len(key) and mm[start : start + klen] == key:
+            if klen == len(key) and buf[start : start + klen] == key:
                 return self._view[start + klen : start + klen + vlen]
             b = (b + 1) & mask
 
+    def find(self, key: Any) -> memoryview | None:
+        """The encoded value under a store key as the user wrote it (keys equal in Python encode the same)."""
+        try:
+            return self._memo[key]
+        except (KeyError, TypeError):  # TypeError: unhashable, and encode_key will say what is wrong
+            pass
+        raw = self.raw(codec.encode_key(key))
+        if len(self._memo) < MEMO_MAX:
+            self._memo[key] = raw
+        return raw
+
     def entries(self) -> Iterator[tuple[bytes, memoryview]]:
-        mm, view, at = self._mm, self._view, self._first
+        buf, view, at = self._buf, self._view, self._first
         for _ in range(self._count):
-            klen, vlen = _ENTRY.unpack_from(mm, at)
+            klen, vlen = _ENTRY.unpack_from(buf, at)
             start = at + 12
-            yield mm[start : start + klen], view[start + klen : start + klen + vlen]
+            yield buf[start : start + klen], view[start + klen : start + klen + vlen]
             at = start + klen + vlen
 
     def __len__(self) -> int:
