@@ -72,6 +72,17 @@ def _worker_store_reads(n):
             for size in SIZES}
 
 
+def _worker_random_reads(n):
+    """Random keys of a 100,000-key table: almost every read is a first read of its key."""
+    import random
+
+    from slither.worker import store
+
+    keys = [random.randrange(100_000) for _ in range(n + 1)]
+    it = iter(keys)
+    return _timed_reads(lambda: store.get("wide", next(it)), n)
+
+
 def _worker_stale_reads(n):
     """A read right after the table changed: v2 maps the new image (one round trip), v1 asks as always."""
     from slither.worker import store
@@ -116,9 +127,11 @@ def measure(quick: bool = False) -> dict:
     st = slither.Store()
     st.reload("read", SIZES)
     st.put("stale", "k", SIZES["small"])
+    st.reload("wide", dict.fromkeys(range(100_000), SIZES["small"]))
     out: dict = {"version": getattr(slither, "__version__", "?"), "pid": os.getpid()}
     with slither.Pool(1, store=st) as pool:
         out["worker_us"] = pool.call(_worker_store_reads, n)
+        out["worker_random_us"] = pool.call(_worker_random_reads, n)
         out["worker_stale_us"] = pool.call(_worker_stale_reads, n // 5)
     out["writes"] = {}
     for keys in TABLES:
@@ -137,8 +150,10 @@ def _measure_v1(python: str, quick: bool) -> dict | None:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(quick: bool = False, v1_python: str | None = None) -> dict:
+def run(quick: bool = False, v1_python: str | None = None, v1_label: str | None = None) -> dict:
     v1_python = v1_python or os.environ.get("SLITHER_V1_PYTHON")
+    started = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": os.getloadavg()[0],
+               "v1": v1_label or v1_python}
     seconds = 0.3 if quick else 2.0
     n = 500 if quick else 5000
     st = slither.Store()
@@ -166,6 +181,7 @@ def run(quick: bool = False, v1_python: str | None = None) -> dict:
             out["worker_manager_us"] = p.apply(_worker_manager_reads, ((md, n),))
     with slither.Pool(1) as pool:
         out["worker_dict_us"] = pool.call(_worker_dict_reads, n)
+    out["run"] = {**started, "load_after": os.getloadavg()[0]}
     return out
 
 
@@ -175,7 +191,13 @@ def _cell(pair) -> str:
 
 def markdown(r: dict) -> str:
     v1, v2 = r.get("v1"), r["v2"]
-    lines = ["## Store", "", "Host reads per second (a small dict value; readers in the same interpreter):", "",
+    lines = ["## Store", ""]
+    if "run" in r:
+        run = r["run"]
+        lines += [f"Measured by `bench/store_bench.py` on {run['date']} (load average {run['load_before']:.2f} "
+                  f"before, {run['load_after']:.2f} after); slither v1 ({run['v1'] or 'not available'}) ran in "
+                  "its own interpreter in the same run.", ""]
+    lines += ["Host reads per second (a small dict value; readers in the same interpreter):", "",
              "| readers | slither.Store | dict + threading.Lock | Manager().dict() |", "|---|---|---|---|"]
     for threads, v in r["host"].items():
         lines.append(f"| {threads} | {v['slither.Store']:,.0f} | {v['dict + threading.Lock']:,.0f} | "
@@ -187,6 +209,8 @@ def markdown(r: dict) -> str:
     for size in SIZES:
         lines.append(f"| {size} | {_cell(v2['worker_us'][size])} | {_cell(v1 and v1['worker_us'][size])} | "
                      f"{_cell(r['worker_manager_us'][size])} | {_cell(r['worker_dict_us'][size])} |")
+    lines.append(f"| small, a random key of a 100,000-key table | {_cell(v2['worker_random_us'])} | "
+                 f"{_cell(v1 and v1['worker_random_us'])} | | |")
     lines.append(f"| small, right after the table changed | {_cell(v2['worker_stale_us'])} | "
                  f"{_cell(v1 and v1['worker_stale_us'])} | | |")
     lines += ["", "Host writes per second (`put` of one key into a table of N keys):", "",
@@ -203,13 +227,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--v1-python", help="an interpreter with slither v1 installed (default: $SLITHER_V1_PYTHON)")
+    ap.add_argument("--v1-label", help="how to name v1 in the report (default: the interpreter's path)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure_only:
         print(json.dumps(measure(args.quick)))
         return
-    r = run(args.quick, args.v1_python)
+    r = run(args.quick, args.v1_python, args.v1_label)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(r, f, indent=1)
