@@ -96,6 +96,20 @@ def _worker_stale_reads(n):
     return _percentiles(lat)
 
 
+def _worker_big_stale_reads(n):
+    """A read right after each write into a 1M-key table (the worker writes, then reads another key)."""
+    from slither.worker import store
+
+    store.get("big", 0)
+    lat = []
+    for i in range(n):
+        store.put("big", -1, i)
+        t0 = time.perf_counter()
+        store.get("big", i)
+        lat.append(time.perf_counter() - t0)
+    return _percentiles(lat)
+
+
 def _worker_dict_reads(n):
     d = dict(SIZES)
     return {size: _timed_reads(lambda s=size: d[s], n) for size in SIZES}
@@ -133,6 +147,10 @@ def measure(quick: bool = False) -> dict:
         out["worker_us"] = pool.call(_worker_store_reads, n)
         out["worker_random_us"] = pool.call(_worker_random_reads, n)
         out["worker_stale_us"] = pool.call(_worker_stale_reads, n // 5)
+        if not quick:
+            st.reload("big", dict.fromkeys(range(1_000_000), 0))
+            out["worker_big_stale_us"] = pool.call(_worker_big_stale_reads, n // 5)
+            st.reload("big", {})
     out["writes"] = {}
     for keys in TABLES:
         if quick and keys > 100_000:
@@ -213,6 +231,9 @@ def markdown(r: dict) -> str:
                  f"{_cell(v1 and v1['worker_random_us'])} | | |")
     lines.append(f"| small, right after the table changed | {_cell(v2['worker_stale_us'])} | "
                  f"{_cell(v1 and v1['worker_stale_us'])} | | |")
+    if "worker_big_stale_us" in v2:
+        lines.append(f"| small, right after each write into a 1,000,000-key table | "
+                     f"{_cell(v2['worker_big_stale_us'])} | {_cell(v1 and v1.get('worker_big_stale_us'))} | | |")
     lines += ["", "Host writes per second (`put` of one key into a table of N keys):", "",
               "| keys | slither v2 | slither v1 | v2 / v1 |", "|---|---|---|---|"]
     for keys, w in v2["writes"].items():
