@@ -109,6 +109,12 @@ class WorkerSnapshot:
 
 
 class WorkerStore:
+    """The pool's store as seen from a worker: the host's API, reads local (see the module docstring).
+
+    ``transport(request: bytes) -> reply: bytes`` carries one store request to the host and back. Failed
+    requests raise ``WorkerStoreError`` with the host's message; bad keys raise ``TypeError``.
+    """
+
     def __init__(self, transport: Callable[[bytes], bytes]) -> None:
         self._send = transport
         self._local: bool | None = None  # None until the first read tries to map the header

@@ -55,13 +55,12 @@ def _open(pid: int, fd: int, length: int, sealed: bool) -> mmap.mmap:
         st = os.fstat(f)
         if not stat.S_ISREG(st.st_mode) or st.st_size != length or length == 0:
             raise Unavailable("not the segment the host described")
-        try:
-            seals = fcntl.fcntl(f, fcntl.F_GET_SEALS)
-        except OSError as exc:
-            raise Unavailable("not a memfd") from exc
+        seals = fcntl.fcntl(f, fcntl.F_GET_SEALS)  # fails on anything but a memfd
         if sealed and seals & _SEALED != _SEALED:
             raise Unavailable("the image is not sealed")
         return mmap.mmap(f, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+    except OSError as exc:
+        raise Unavailable(f"cannot map the host's segment: {exc}") from exc
     finally:
         os.close(f)
 
