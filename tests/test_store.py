@@ -157,3 +157,51 @@ def test_worker_without_store_gets_a_clear_error():
 
     with slither.Pool(1) as pool:
         assert pool.call(use_store, None) is None
+
+
+def test_each_write_returns_the_version_it_created_under_eight_threads():
+    st = slither.Store()
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def write(k):
+        mine = []
+        for i in range(200):
+            if i % 3 == 0:
+                mine.append(st.put("t", (k, i), i))
+            elif i % 3 == 1:
+                mine.append(st.put_many("t", {(k, i): i}))
+            else:
+                mine.append(st.reload_tables({"t": {(k, i): i}})["t"])
+        with lock:
+            got.extend(mine)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(1, 1601)), "every write reports its own version, none another writer's"
+
+
+def test_reload_tables_returns_each_new_version():
+    st = slither.Store()
+    st.put("a", "k", 1)
+    assert st.reload_tables({"a": {"k": 2}, "b": lambda: {"k": 3}}) == {"a": 2, "b": 1}
+    assert st.snapshot("a", "b").get("b", "k") == 3
+
+
+@pytest.mark.timeout(120)
+def test_snapshots_share_a_large_tables_structure_instead_of_copying_it():
+    psutil = pytest.importorskip("psutil")
+    st = slither.Store()
+    st.reload("big", {i: i for i in range(100_000)})
+    rss = psutil.Process().memory_info().rss
+    kept = []
+    for i in range(1000):
+        st.put("big", i, -i)
+        kept.append(st.snapshot())
+    grown = psutil.Process().memory_info().rss - rss
+    # A copy per write would keep 1000 copies of a 100,000-key map alive here: gigabytes.
+    assert grown < 256 << 20, f"{grown >> 20} MiB for 1000 snapshots"
+    assert kept[0].get("big", 0) == 0 and kept[0].get("big", 1) == 1 and kept[-1].get("big", 999) == -999

@@ -2,9 +2,11 @@
 
 Tables by name; keys are str, int, bytes, None or tuples of them; values are pickled, so every read
 returns a fresh object that no other reader or later write can change (as Erlang's ETS copies on read).
-Reads are lock-free snapshots that never wait for a writer; writes are serialized; ``reload`` swaps a
-whole table atomically after building it completely, and a loader that raises changes nothing.
-Workers of a ``Pool(store=store)`` reach the same store as ``slither.worker.store``.
+Reads are lock-free snapshots that never wait for a writer; writes are serialized, cost O(log n) in the
+table's size (persistent maps: a write shares every untouched node with the previous snapshot) and return
+the version they created; ``reload`` swaps a whole table atomically after building it completely, and a
+loader that raises changes nothing. Workers of a ``Pool(store=store)`` reach the same store, with the same
+API, as ``slither.worker.store``; they read it from shared memory (``_worker/store_client.py``).
 """
 
 from __future__ import annotations
@@ -67,15 +69,19 @@ class Store(Snapshot):
         super().__init__(self._inner)
 
     def put(self, table: str, key: Any, value: Any) -> int:
-        """Stores ``value`` under ``key``; returns the table's new version."""
+        """Stores ``value`` under ``key``; returns the version this write created.
+
+        Raises TypeError for a key of another type, SerializationError for a value that will not pickle.
+        """
         return int(self._inner.put(table, codec.encode_key(key), _value(table, key, value)))
 
     def put_many(self, table: str, mapping: Mapping[Any, Any] | Iterable[tuple[Any, Any]]) -> int:
-        """Writes every pair as one change: readers see all of them or none."""
+        """Writes every pair as one change: readers see all of them or none. Returns the version it created."""
         pairs = mapping.items() if isinstance(mapping, Mapping) else mapping
         return int(self._inner.put_many(table, [(codec.encode_key(k), _value(table, k, v)) for k, v in pairs]))
 
     def delete(self, table: str, key: Any) -> bool:
+        """Removes ``key``; True if it was there."""
         return bool(self._inner.delete(table, codec.encode_key(key)))
 
     def update(self, table: str, key: Any, fn: Callable[[Any], Any], default: Any = None) -> Any:
@@ -102,8 +108,10 @@ class Store(Snapshot):
         pairs = [(codec.encode_key(k), _value(table, k, v)) for k, v in mapping.items()]
         return int(self._inner.reload(table, pairs))
 
-    def reload_tables(self, sources: Mapping[str, Mapping[Any, Any] | Callable[[], Mapping[Any, Any]]]) -> None:
-        """Replaces several tables in one atomic step: readers see all of the new tables or none.
+    def reload_tables(self, sources: Mapping[str, Mapping[Any, Any] | Callable[[], Mapping[Any, Any]]]
+                      ) -> dict[str, int]:
+        """Replaces several tables in one atomic step: readers (host or worker) see all of the new tables or
+        none. Returns ``{table: new version}``.
 
         Every table is built first; if any loader raises, nothing changes.
         """
@@ -114,10 +122,15 @@ class Store(Snapshot):
                 raise TypeError(f"reload_tables needs mappings (or loaders returning them); {table!r} got "
                                 f"{type(mapping).__name__}")
             built.append((table, [(codec.encode_key(k), _value(table, k, v)) for k, v in mapping.items()]))
-        self._inner.reload_many(built)
+        versions = self._inner.reload_many(built)
+        return {table: int(v) for (table, _), v in zip(built, versions)}
 
-    def snapshot(self) -> Snapshot:
-        """A consistent view across keys and tables: ``with store.snapshot() as snap: ...``."""
+    def snapshot(self, *tables: str) -> Snapshot:
+        """A consistent view across keys and tables: ``with store.snapshot() as snap: ...``.
+
+        In the host it holds every table; ``tables`` is accepted so that code can be shared with workers,
+        where naming the tables keeps the snapshot a local read.
+        """
         return Snapshot(self._inner.snapshot())
 
     def __repr__(self) -> str:

@@ -1,5 +1,6 @@
 //! `StoreCore` and `SnapshotCore`: frozen handles over the core store. Keys and values cross as bytes
-//! (encoded and pickled by `python/slither/store.py`); reads never take a lock. Writes hold the writer lock
+//! (encoded and pickled by `python/slither/store.py`); reads never take a lock. Workers never come through
+//! here: the core answers their requests and they read its shared images directly. Writes hold the writer lock
 //! only for pure Rust work that never needs the interpreter, so they do not detach: detaching would make a
 //! writer queue for the GIL again on every call while reader threads hold it.
 
@@ -93,7 +94,7 @@ impl StoreCore {
         self.inner.reload(table, pairs).map_err(to_pyerr)
     }
 
-    fn reload_many(&self, tables: Vec<(String, Pairs)>) -> PyResult<()> {
+    fn reload_many(&self, tables: Vec<(String, Pairs)>) -> PyResult<Vec<u64>> {
         self.inner.reload_many(tables).map_err(to_pyerr)
     }
 
@@ -106,7 +107,7 @@ impl StoreCore {
     }
 
     fn len(&self, table: &str) -> usize {
-        self.inner.snapshot().table(table).map_or(0, |t| t.entries.len())
+        self.inner.snapshot().len(table)
     }
 
     fn tables(&self) -> Vec<String> {
@@ -120,7 +121,9 @@ impl StoreCore {
     }
 
     /// Answers one worker store request (the same bytes a pool's workers send); for backends whose workers
-    /// reach the store through something other than the pool's own channels.
+    /// reach the store through something other than the pool's own channels. Its ATTACH and MAP replies
+    /// name descriptors of this process: a worker on the same machine maps them, any other falls back to
+    /// asking (GET, TABLES).
     fn handle_request<'py>(&self, py: Python<'py>, payload: &[u8]) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.inner.handle_worker_request(payload))
     }
@@ -145,7 +148,7 @@ impl SnapshotCore {
     }
 
     fn len(&self, table: &str) -> usize {
-        self.snap.table(table).map_or(0, |t| t.entries.len())
+        self.snap.len(table)
     }
 
     fn tables(&self) -> Vec<String> {

@@ -1,19 +1,40 @@
-//! Immutable views: a snapshot maps table names to tables, a table keys to encoded values.
+//! Immutable views over persistent maps: a snapshot maps table names to tables, a table keys to encoded
+//! values. A write builds the next snapshot from the current one by changing a path of O(log n) nodes; every
+//! other node is shared, so older snapshots stay valid and cost nothing to keep.
 
-use std::collections::HashMap;
+use rpds::HashTrieMapSync;
 use std::sync::Arc;
 
 use super::Bytes;
 
-#[derive(Default, Clone)]
+pub type Entries = HashTrieMapSync<Vec<u8>, Bytes>;
+
+#[derive(Clone)]
 pub struct Table {
     pub version: u64,
-    pub entries: HashMap<Vec<u8>, Bytes>,
+    pub entries: Entries,
 }
 
-#[derive(Default, Clone)]
+impl Default for Table {
+    fn default() -> Self {
+        Table {
+            version: 0,
+            entries: HashTrieMapSync::new_sync(),
+        }
+    }
+}
+
+#[derive(Clone)]
 pub struct Snapshot {
-    pub tables: HashMap<String, Arc<Table>>,
+    pub tables: HashTrieMapSync<String, Arc<Table>>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            tables: HashTrieMapSync::new_sync(),
+        }
+    }
 }
 
 impl Snapshot {
@@ -28,6 +49,10 @@ impl Snapshot {
 
     pub fn table(&self, table: &str) -> Option<&Arc<Table>> {
         self.tables.get(table)
+    }
+
+    pub fn len(&self, table: &str) -> usize {
+        self.tables.get(table).map_or(0, |t| t.entries.size())
     }
 
     pub fn table_names(&self) -> Vec<String> {

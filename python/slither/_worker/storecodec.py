@@ -2,7 +2,8 @@
 
 Keys are encoded canonically, so that keys equal in Python give equal bytes: str, int (bool as int, an
 integral float as int), bytes, None, and tuples of these. Values are pickled. Requests and replies mirror
-``src/store/request.rs``: ``u8 op`` (or status) then fields, each ``u32 length | bytes``.
+``src/store/request.rs`` (which documents each op's fields and reply): ``u8 op`` (or status) then fields,
+each ``u32 length | bytes``; numbers are u64 little-endian fields.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import struct
 from typing import Any
 
 GET, PUT, DELETE, CAS, TABLES, VERSION, PUT_MANY = 1, 2, 3, 4, 5, 6, 7
+RELOAD, RELOAD_MANY, NAMES, ATTACH, MAP = 8, 9, 10, 11, 12
 OK, MISSING, CONFLICT, ERROR = 0, 1, 2, 255
 _LEN = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -72,6 +74,15 @@ def split(buf: bytes) -> list[bytes]:
 
 def u64(raw: bytes) -> int:
     return _U64.unpack(raw)[0]
+
+
+def pack_u64(n: int) -> bytes:
+    return _U64.pack(n)
+
+
+def count(n: int) -> bytes:
+    """A u32 count field (RELOAD_MANY's pairs per table)."""
+    return _LEN.pack(n)
 
 
 def parse_tables(fields: list[bytes]) -> dict[str, tuple[int, dict[bytes, bytes]]]:
