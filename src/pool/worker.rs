@@ -162,13 +162,21 @@ impl Conn {
                 .sh
                 .apply(|s, fx| s.answered(i, g, h.id, Outcome::Err(payload), now, fx)),
             protocol::REVOKED => self.sh.apply(|s, fx| s.revoked(i, g, h.id, now, fx)),
-            protocol::STORE_REQ => {
-                let reply = match &self.sh.store {
-                    Some(store) => store.handle_worker_request(&payload),
-                    None => crate::store::no_store_reply(),
-                };
-                self.outbox.send(protocol::STORE_REPLY, h.id, Arc::new(reply));
-            }
+            protocol::STORE_REQ => match &self.sh.store {
+                // Answered off the event loop: building a large table's image takes a while, and this thread
+                // serves every worker. The worker waits for its reply, so order is kept.
+                Some(store) => {
+                    let (store, outbox) = (store.clone(), self.outbox.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let reply = store.handle_worker_request(&payload);
+                        outbox.send(protocol::STORE_REPLY, h.id, Arc::new(reply));
+                    });
+                }
+                None => {
+                    let reply = crate::store::no_store_reply();
+                    self.outbox.send(protocol::STORE_REPLY, h.id, Arc::new(reply));
+                }
+            },
             protocol::HELLO => match serde_json::from_slice::<Hello>(&payload) {
                 Ok(hello) => self.sh.apply(|s, fx| s.hello(i, g, hello, fx)),
                 Err(e) => self.violation(format!("the worker sent a malformed HELLO: {e}")),
