@@ -119,7 +119,7 @@ class WorkerStats:
     def __new__(
         cls, *, index: int, pid: int, generation: int, state: str, batches: int = 0, items: int = 0,
         failures: int = 0, restarts: int = 0, recycles: int = 0, uptime_s: float = 0.0, rss_bytes: int = 0,
-        peak_rss_bytes: int = 0, in_flight: int = 0, python: str = "", gil: bool = True, sessions: int = 0,
+        peak_rss_bytes: int = 0, in_flight: int = 0, python: str = ..., gil: bool = True, sessions: int = 0,
     ) -> WorkerStats: ...
 
 @final
@@ -137,6 +137,7 @@ class PoolStats:
         broken: str | None = None, closed: bool = False,
     ) -> PoolStats: ...
 
+@final
 class PoolCore:
     def __new__(cls, config: dict[str, Any], init_payload: bytes, store: StoreCore | None = None) -> PoolCore: ...
     def wait_ready(self, timeout: float | None = None) -> bool: ...
