@@ -14,6 +14,7 @@ one as ``(index, None, Failure)``, so the per-item cost in the host stays a list
 
 from __future__ import annotations
 
+import concurrent.futures
 import heapq
 import pickle
 import time
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from slither import errors
 from slither._functions import describe, function_ref
-from slither._progress import Progress
+from slither._progress import Progress, total_of
 from slither.batching import AutoBatch, Batching
 from slither.outcome import Failure, Retry, RunStats
 
@@ -87,6 +88,8 @@ class Engine:
         on_error: Any,
         pin: tuple[int, int] | None = None,
         progress: bool = False,
+        deadline: float | None = None,
+        poll: float | None = None,
     ) -> None:
         check_policy(on_error)
         if max_in_flight < 1:
@@ -105,7 +108,12 @@ class Engine:
         self.timeout = timeout
         self.policy = on_error
         self.pin = pin
-        self.progress = Progress(enabled=progress, desc=self.fn_name)
+        self.progress = Progress(enabled=progress, desc=self.fn_name, total=total_of(iterable))
+        # Drop-in surfaces (pool.map's overall timeout, awaitables): a monotonic deadline past which the loop
+        # raises TimeoutError, and a bound on each wait so that interrupt() from another thread is seen.
+        self.deadline = deadline
+        self.poll = poll
+        self.interrupted: BaseException | None = None
         self.run = self.core.new_run()
         self.live: dict[int, _Batch] = {}
         self.retries: list[tuple[float, int, _Batch]] = []
@@ -328,6 +336,7 @@ class Engine:
                 wait = None
                 if self.retries:
                     wait = max(0.0, self.retries[0][0] - time.monotonic())
+                wait = self._bound_wait(wait)
                 if not self.live and wait is not None:
                     time.sleep(wait)
                     continue
@@ -350,6 +359,23 @@ class Engine:
         finally:
             self.wall = time.perf_counter() - self.started
             self.progress.close()
+
+    def interrupt(self, exc: BaseException) -> None:
+        """From another thread: cancel the run (killing workers running its batches); the loop raises ``exc``."""
+        self.interrupted = exc
+        self.core.cancel(self.run)
+
+    def _bound_wait(self, wait: float | None) -> float | None:
+        if self.interrupted is not None:
+            raise self.interrupted
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise concurrent.futures.TimeoutError("the results did not arrive within the timeout; the remaining work was cancelled")
+            wait = left if wait is None else min(wait, left)
+        if self.poll is not None:
+            wait = self.poll if wait is None else min(wait, self.poll)
+        return wait
 
     def stats(self) -> RunStats:
         return RunStats(

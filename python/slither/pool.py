@@ -3,25 +3,35 @@
 The pool object is thin: it builds the configuration, starts the core (which spawns and supervises the
 workers), and runs every dispatch through :mod:`slither._dispatch`. It is safe to share between host
 threads; each call gets its own run in the core.
+
+It is also a ``concurrent.futures.Executor`` (``submit``, ``map``, ``shutdown``; single calls in
+:mod:`slither._calls`), takes ``multiprocessing.Pool``'s spellings (``starmap``, ``imap_unordered``,
+``apply_async``, ``processes=``...; arguments checked in :mod:`slither._config`) and has awaitable forms
+(:mod:`slither._aio`).
 """
 
 from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import contextvars
+import functools
+import inspect
 import os
 import pickle
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
-from slither import errors
+from slither import _aio, _config, errors
+from slither._calls import AsyncResult, Calls
 from slither._dispatch import Engine, check_transferable, single_result
 from slither._functions import describe, function_ref
 from slither._native import _slither
+from slither._star import Star, Zipped
 from slither._workerpath import worker_env
 from slither.batching import Batching, resolve_batching
 from slither.outcome import Outcome, Reply
@@ -32,13 +42,22 @@ from slither.telemetry import Telemetry
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 
+_JOIN_S = 5.0  # bound on joining one of a pool's threads at close/terminate/exit
+
+# The dispatch options every map-like call takes, besides the function and the input.
+_IMAP_OPTIONS = ("batch_size", "batching", "max_in_flight", "ordered", "batch_timeout", "on_error", "progress",
+                 "chunksize")
+
+
 @atexit.register
 def _stop_all_pools() -> None:
+    # Runs before the interpreter finalizes: every pool's threads are stopped and joined here, so none can be
+    # inside the interpreter while it tears down.
     for pool in list(_live_pools):
         pool.terminate()
 
 
-class Pool:
+class Pool(concurrent.futures.ThreadPoolExecutor):
     """A fixed number of fresh Python interpreters, ready when the constructor returns.
 
     Args:
@@ -55,10 +74,26 @@ class Pool:
         max_result_bytes: largest pickled batch result a worker may send back (default 1 GiB).
         startup_timeout: seconds to wait for every worker's hello and init.
         shutdown_grace: seconds between the polite stop, SIGTERM and SIGKILL.
+        forward_output: copy each worker's stdout/stderr lines to the host's stderr, prefixed.
+        **aliases: the spellings of ``multiprocessing.Pool`` and ``ProcessPoolExecutor``: ``processes=`` and
+            ``max_workers=`` for ``workers``, ``initializer=`` / ``initargs=`` for ``init`` / ``init_args``,
+            ``maxtasksperchild=`` and ``max_tasks_per_child=`` for ``max_tasks_per_worker`` (which counts
+            batches, not items).
+
+    Raises:
+        TypeError: an unknown keyword (the message names the closest valid one), or an argument given
+            under both its names.
+        ConfigError: a value of the wrong type or range (the message names the argument and what was
+            expected).
+        PoolBroken: the workers did not start (their ``init`` failed, ``startup_timeout`` passed).
 
     Use it as a context manager: ``close()`` lets submitted work finish and stops the workers;
     ``terminate()`` stops them now. Exiting the interpreter or collecting the pool also stops them, and
     if the host process dies (even by SIGKILL) every worker exits with it.
+
+    It is a ``concurrent.futures.Executor`` (``submit``, ``map``, ``shutdown``), usable with
+    ``loop.run_in_executor`` and ``loop.set_default_executor``. It derives from ``ThreadPoolExecutor`` only
+    because asyncio's ``set_default_executor`` accepts nothing else; it runs no thread pool.
     """
 
     def __init__(
@@ -78,10 +113,24 @@ class Pool:
         forward_output: bool = True,
         backend: str = "local",
         address: str | None = None,
+        **aliases: Any,
     ) -> None:
+        # Set first: __del__ and the exit hook may see a pool whose constructor raised.
+        self._closed = True
+        self._lock = threading.Lock()
+        self._calls: Calls | None = None
+        self._threads: set[threading.Thread] = set()
+        args = _config.resolve_aliases(
+            {"workers": workers, "python": python, "env": env, "init": init, "init_args": init_args, "store": store,
+             "max_tasks_per_worker": max_tasks_per_worker, "max_memory_per_worker": max_memory_per_worker,
+             "max_result_bytes": max_result_bytes, "startup_timeout": startup_timeout,
+             "shutdown_grace": shutdown_grace, "forward_output": forward_output, "backend": backend,
+             "address": address},
+            aliases, _DEFAULTS)
+        _config.check_pool_args(args)
+        workers, init, init_args, max_tasks_per_worker = (args["workers"], args["init"], args["init_args"],
+                                                         args["max_tasks_per_worker"])
         n = (os.cpu_count() or 1) if workers is None else workers
-        if not isinstance(n, int) or n < 1:
-            raise errors.ConfigError(f"workers must be a positive integer, got {workers!r}")
         interpreter = python or sys.executable
         # Not resolved through symlinks: a venv's python and its base binary are the same file but not the
         # same environment.
@@ -114,15 +163,11 @@ class Pool:
             except ImportError as exc:
                 raise errors.ConfigError('backend="ray" needs Ray: pip install "slither[ray]"') from exc
             self._core = RayCore(n, payload, store, address)
-        elif backend == "local":
-            self._core = _slither.PoolCore(config, payload, store._inner if store is not None else None)
         else:
-            raise errors.ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
+            self._core = _slither.PoolCore(config, payload, store._inner if store is not None else None)
         self.backend = backend
         self._closed = False
-        self._lock = threading.Lock()
         self._telemetry = Telemetry(self._core)
-        self._futures: _FutureCollector | None = None
         _live_pools.add(self)
         try:
             ready = self._core.wait_ready(startup_timeout)
@@ -149,19 +194,32 @@ class Pool:
             self.terminate()
 
     def close(self, timeout: float | None = None) -> None:
-        """Stops accepting work, lets every submitted batch finish, then stops the workers."""
+        """Stops accepting work, lets everything submitted finish (and deliver), then stops the workers.
+
+        ``timeout`` (seconds) bounds the wait for submitted work; what is still running then is killed.
+        """
         if self._closed:
             return
         self._closed = True
+        self._finish_close(timeout)
+
+    def _finish_close(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            if self._core.drain(timeout) and self._futures is not None:
-                # Answers that arrived are handed to their futures before the collector stops.
-                self._futures.settle(timeout)
+            # Background maps (map_async, shutdown(wait=False)) finish first: they may still submit batches.
+            self._join_threads(deadline)
+            if self._calls is not None:
+                self._calls.settle(_left(deadline))
+            self._core.drain(_left(deadline))
         finally:
             self._shutdown(graceful=True)
 
     def terminate(self) -> None:
-        """Stops the workers now: SIGTERM to each process group, a bounded grace, then SIGKILL."""
+        """Stops the workers now: SIGTERM to each process group, a bounded grace, then SIGKILL.
+
+        Futures of calls still open fail with :class:`~slither.errors.PoolClosed`, saying whether the call
+        had started.
+        """
         self._closed = True
         self._shutdown(graceful=False)
 
@@ -170,14 +228,59 @@ class Pool:
         if core is None:
             return
         core.shutdown(graceful)
-        if self._futures is not None:
-            self._futures.stop()
+        # Every thread this pool started is stopped and joined (bounded) before this returns.
+        if self._calls is not None:
+            self._calls.stop("the pool was closed" if graceful else "the pool was terminated")
+        self._join_threads(time.monotonic() + _JOIN_S)
         self._telemetry.close()
         _live_pools.discard(self)
 
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """``concurrent.futures.Executor.shutdown``: stop accepting work; ``wait`` for it to finish.
+
+        ``cancel_futures=True`` cancels every submitted call that has not started (it never runs). With
+        ``wait=False`` this returns at once and the pool stops in the background when the work is done.
+        """
+        if cancel_futures and self._calls is not None:
+            self._calls.cancel_pending()
+        if wait:
+            self.close()
+        elif not self._closed:
+            self._closed = True
+            self._spawn(self._finish_close, "slither-shutdown")
+
+    def join(self, timeout: float | None = None) -> None:
+        """``multiprocessing.Pool.join``: waits until the pool has stopped. Call ``close()`` first."""
+        if not self._closed:
+            raise ValueError("the pool is still running: call close() or terminate() before join()")
+        self._join_threads(None if timeout is None else time.monotonic() + timeout)
+
+    def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
+        """Starts a thread the pool joins at close, terminate and interpreter exit."""
+        def run() -> None:
+            try:
+                target()
+            finally:
+                with self._lock:
+                    self._threads.discard(thread)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+        return thread
+
+    def _join_threads(self, deadline: float | None) -> None:
+        me = threading.current_thread()
+        with self._lock:
+            threads = [t for t in self._threads if t is not me]
+        for t in threads:
+            t.join(_left(deadline))
+
     def __del__(self) -> None:
         try:
-            self.terminate()
+            if getattr(self, "_core", None) is not None:
+                self.terminate()
         except Exception:
             pass
 
@@ -220,6 +323,8 @@ class Pool:
         on_error: Any,
         progress: bool,
         pin: tuple[int, int] | None = None,
+        deadline: float | None = None,
+        poll: float | None = None,
     ) -> Engine:
         self._check_open()
         strategy = resolve_batching(batching, batch_size, default_batch)
@@ -227,57 +332,99 @@ class Pool:
             self, fn, iterable, mode=mode, batching=strategy,
             max_in_flight=max_in_flight if max_in_flight is not None else 2 * self.size,
             ordered=ordered, timeout=timeout, on_error=on_error, pin=pin, progress=progress,
+            deadline=deadline, poll=poll,
         )
 
-    def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, batch_size: int | None = None,
-             batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
-             timeout: float | None = None, on_error: Any = "raise", progress: bool = False,
-             _pin: tuple[int, int] | None = None) -> Iterator[Any]:
+    def _item_engine(self, where: str, mode: str, fn: str | Callable[..., Any], iterable: Iterable[Any],
+                     options: dict[str, Any], *, deadline: float | None = None, poll: float | None = None,
+                     ordered: bool | None = None) -> Engine:
+        """The engine behind every map-like call; ``options`` are the keywords of :meth:`imap`."""
+        o = _dispatch_options(where, options)
+        if ordered is not None:
+            o["ordered"] = ordered
+        return self._engine(fn, iterable, mode=mode, batch_size=o["batch_size"], batching=o["batching"],
+                            default_batch=None if mode == "item" else 64, max_in_flight=o["max_in_flight"],
+                            ordered=o["ordered"], timeout=o["batch_timeout"], on_error=o["on_error"],
+                            progress=o["progress"], pin=o["_pin"], deadline=deadline, poll=poll)
+
+    def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Iterator[Any]:
         """Streams ``fn(item)`` for every item, in input order (or as completed with ``ordered=False``).
 
-        Input is consumed lazily: at most ``max_in_flight`` batches (default ``2 × workers``) are
-        outstanding. Under ``on_error="skip"`` failed items are left out (use :meth:`dispatch` to see them).
+        Options (shared by every map-like call): ``batch_size=`` (alias ``chunksize=``) or ``batching=``,
+        ``max_in_flight=`` (default ``2 × workers``), ``ordered=True``, ``batch_timeout=`` (seconds per batch;
+        past it the worker is killed and replaced and the batch fails with BatchTimeout), ``on_error=``
+        (``"raise"``, ``"skip"``, ``"retry"``, a Retry or a callable), ``progress=False``.
+
+        Input is consumed lazily: at most ``max_in_flight`` batches are outstanding. Under
+        ``on_error="skip"`` failed items are left out (use :meth:`dispatch` to see them). An unknown option is a
+        TypeError naming the closest valid one.
         """
-        engine = self._engine(fn, iterable, mode="item", batch_size=batch_size, batching=batching, default_batch=None,
-                              max_in_flight=max_in_flight, ordered=ordered, timeout=timeout, on_error=on_error,
-                              progress=progress, pin=_pin)
-        return _Results(engine)
+        return _Results(self._item_engine("imap", "item", fn, iterable, options))
 
-    def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
-        """``fn(item)`` for every item, as a list in input order. Same options as :meth:`imap`."""
-        return _collect(self.imap(fn, iterable, **kwargs))
+    def imap_unordered(self, fn: str | Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None,
+                       **options: Any) -> Iterator[Any]:
+        """``multiprocessing.Pool.imap_unordered``: :meth:`imap` with ``ordered=False``."""
+        if chunksize is not None:
+            options["chunksize"] = chunksize
+        return _Results(self._item_engine("imap_unordered", "item", fn, iterable, options, ordered=False))
 
-    def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, batch_size: int | None = None,
-                     batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
-                     timeout: float | None = None, on_error: Any = "raise", progress: bool = False,
-                     _pin: tuple[int, int] | None = None) -> Iterator[Any]:
+    def map(self, fn: str | Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,  # type: ignore[override]
+            chunksize: int | None = None, **options: Any) -> list[Any]:
+        """``fn(item)`` for every item, as a list in input order.
+
+        As ``Executor.map``: several iterables are zipped and their tuples spread (``fn(a, b)`` per pair);
+        ``timeout`` (seconds, from this call) bounds the wait for all results: past it the remaining work
+        is cancelled (workers running it are killed and replaced) and ``concurrent.futures.TimeoutError``
+        is raised. ``chunksize`` is an alias of ``batch_size`` (default: sized automatically). Other options
+        as in :meth:`imap`.
+
+        Returns a ``list`` (as ``multiprocessing.Pool.map`` does) once every result is in; an Executor
+        program that iterates over ``map``'s result works unchanged. For results as they arrive use
+        :meth:`imap`.
+        """
+        if not iterables:
+            raise TypeError("Pool.map() needs at least one iterable")
+        if chunksize is not None:
+            options["chunksize"] = chunksize
+        _config.seconds("timeout", timeout, positive=False, optional=True)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if len(iterables) > 1:
+            fn, iterable = _star(fn), Zipped(iterables)
+        else:
+            iterable = iterables[0]
+        return _collect(_Results(self._item_engine("map", "item", fn, iterable, options, deadline=deadline)))
+
+    def starmap(self, fn: str | Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: int | None = None,
+                **options: Any) -> list[Any]:
+        """``multiprocessing.Pool.starmap``: ``fn(*args)`` for every argument tuple, as a list in input order."""
+        if chunksize is not None:
+            options["chunksize"] = chunksize
+        return _collect(_Results(self._item_engine("starmap", "item", _star(fn), iterable, options)))
+
+    def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Iterator[Any]:
         """Calls ``fn(list_of_items) -> list`` once per batch and streams the per-item results.
 
         A batch function must return a list of the same length as its batch; anything else fails the
-        batch with :class:`~slither.errors.BatchLengthError`.
+        batch with :class:`~slither.errors.BatchLengthError`. Options as in :meth:`imap` (default
+        ``batch_size=64``).
         """
-        engine = self._engine(fn, iterable, mode="batch", batch_size=batch_size, batching=batching, default_batch=64,
-                              max_in_flight=max_in_flight, ordered=ordered, timeout=timeout, on_error=on_error,
-                              progress=progress, pin=_pin)
-        return _Results(engine)
+        return _Results(self._item_engine("imap_batches", "batch", fn, iterable, options))
 
-    def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
+    def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> list[Any]:
         """``fn(batch)`` per batch, results flattened into one list in input order."""
-        return _collect(self.imap_batches(fn, iterable, **kwargs))
+        return _collect(_Results(self._item_engine("map_batches", "batch", fn, iterable, options)))
 
     def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, per: str = "item",
-                 batch_size: int | None = None, batching: Batching | None = None, max_in_flight: int | None = None,
-                 ordered: bool = True, timeout: float | None = None, on_error: Any = "skip",
-                 progress: bool = False, _pin: tuple[int, int] | None = None) -> Outcome:
+                 **options: Any) -> Outcome:
         """Runs the whole input and returns an :class:`~slither.Outcome`: every item's result or Failure.
 
-        ``per="item"`` calls ``fn(item)``; ``per="batch"`` calls ``fn(batch) -> list``.
+        ``per="item"`` calls ``fn(item)``; ``per="batch"`` calls ``fn(batch) -> list``. Options as in
+        :meth:`imap`, except that ``on_error`` defaults to ``"skip"``.
         """
         if per not in ("item", "batch"):
             raise errors.ConfigError(f"per must be 'item' or 'batch', got {per!r}")
-        engine = self._engine(fn, iterable, mode=per, batch_size=batch_size, batching=batching,
-                              default_batch=None if per == "item" else 64, max_in_flight=max_in_flight,
-                              ordered=ordered, timeout=timeout, on_error=on_error, progress=progress, pin=_pin)
+        options.setdefault("on_error", "skip")
+        engine = self._item_engine("dispatch", per, fn, iterable, options)
         results: list[Any] = []
         indices: list[int] = []
         failures = []
@@ -288,6 +435,84 @@ class Pool:
             else:
                 failures.append(failure)
         return Outcome(results=results, failures=failures, stats=engine.stats(), indices=indices)
+
+    # -- multiprocessing's asynchronous forms -------------------------------------------------
+    def apply(self, fn: str | Callable[..., Any], args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> Any:
+        """``multiprocessing.Pool.apply``: ``fn(*args, **kwds)`` in a worker; its result."""
+        return self.call(fn, *args, **(kwds or {}))
+
+    def apply_async(self, fn: str | Callable[..., Any], args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None,
+                    callback: Callable[[Any], object] | None = None,
+                    error_callback: Callable[[BaseException], object] | None = None) -> AsyncResult:
+        """``multiprocessing.Pool.apply_async``: an :class:`AsyncResult` for ``fn(*args, **kwds)``.
+
+        ``callback(result)`` or ``error_callback(exception)`` runs in a slither thread when the call ends.
+        """
+        return AsyncResult(self.submit(fn, *args, **(kwds or {})), callback, error_callback)
+
+    def map_async(self, fn: str | Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None,
+                  callback: Callable[[Any], object] | None = None,
+                  error_callback: Callable[[BaseException], object] | None = None, **options: Any) -> AsyncResult:
+        """``multiprocessing.Pool.map_async``: :meth:`map` in the background; ``get()`` returns the list."""
+        return self._background(self.map, (fn, iterable), dict(options, chunksize=chunksize), callback,
+                                error_callback)
+
+    def starmap_async(self, fn: str | Callable[..., Any], iterable: Iterable[Iterable[Any]],
+                      chunksize: int | None = None, callback: Callable[[Any], object] | None = None,
+                      error_callback: Callable[[BaseException], object] | None = None,
+                      **options: Any) -> AsyncResult:
+        """``multiprocessing.Pool.starmap_async``: :meth:`starmap` in the background."""
+        return self._background(self.starmap, (fn, iterable), dict(options, chunksize=chunksize), callback,
+                                error_callback)
+
+    def _background(self, method: Callable[..., list[Any]], args: tuple[Any, ...], options: dict[str, Any],
+                    callback: Callable[[Any], object] | None,
+                    error_callback: Callable[[BaseException], object] | None) -> AsyncResult:
+        self._check_open()
+        _dispatch_options("map_async", dict(options))  # a bad option fails here, not in the thread
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        fut.set_running_or_notify_cancel()
+
+        def run() -> None:
+            try:
+                fut.set_result(method(*args, **options))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        self._spawn(run, "slither-map-async")
+        return AsyncResult(fut, callback, error_callback)
+
+    # -- awaitables ---------------------------------------------------------------------------
+    async def acall(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Awaitable :meth:`call`: the event loop keeps running while the call runs in a worker.
+
+        Cancelling the awaiting task cancels the call, killing (and replacing) the worker running it.
+        """
+        return await _aio.acall(self, fn, args, kwargs)
+
+    def aimap(self, fn: str | Callable[..., Any], iterable: Any, **options: Any) -> AsyncIterator[Any]:
+        """``async for r in pool.aimap(fn, items)``: :meth:`imap` without blocking the event loop.
+
+        Same options as :meth:`imap` (``ordered=False`` for as-completed). ``iterable`` may be a plain or an
+        async iterable; it is consumed lazily. Cancelling the consuming task, or closing the iterator
+        early, cancels the remaining work and kills workers running it.
+        """
+        return _aio.aimap(self, fn, iterable, options)
+
+    async def amap(self, fn: str | Callable[..., Any], *iterables: Any, timeout: float | None = None,
+                   chunksize: int | None = None, **options: Any) -> list[Any]:
+        """Awaitable :meth:`map` (same arguments): the list of results, in input order."""
+        if not iterables:
+            raise TypeError("Pool.amap() needs at least one iterable")
+        if chunksize is not None:
+            options["chunksize"] = chunksize
+        _config.seconds("timeout", timeout, positive=False, optional=True)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if len(iterables) > 1:
+            fn, iterable = _star(fn), Zipped(iterables)
+        else:
+            iterable = iterables[0]
+        return [r async for r in _aio.aimap(self, fn, iterable, options, deadline=deadline)]
 
     # -- single calls -------------------------------------------------------------------------
     def call(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -314,14 +539,24 @@ class Pool:
             raise
         return single_result(c, describe(fn), pinned=pin is not None)
 
-    def submit(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
-        """Like :meth:`call`, but returns a :class:`concurrent.futures.Future` at once."""
+    def submit(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        """Like :meth:`call`, but returns a :class:`concurrent.futures.Future` at once.
+
+        The future stays pending (``cancel()`` works, and a cancelled call never runs) until the call is
+        handed to a worker; calls beyond ``2 × workers`` in flight wait in the host.
+        """
         self._check_open()
-        check_transferable(self, function_ref(fn), describe(fn))
+        fn = _without_context(fn)
+        ref = function_ref(fn)
+        check_transferable(self, ref, describe(fn))
+        try:
+            payload = pickle.dumps((ref, "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise errors.SerializationError(f"the arguments of {describe(fn)} cannot be pickled: {exc}") from exc
         with self._lock:
-            if self._futures is None:
-                self._futures = _FutureCollector(self)
-        return self._futures.submit(fn, args, kwargs)
+            if self._calls is None:
+                self._calls = Calls(self._core, 2 * self.size)
+        return self._calls.submit(payload, describe(fn))
 
     def broadcast(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> dict[int, Reply]:
         """Calls ``fn(*args, **kwargs)`` exactly once on every live worker: ``{worker index: Reply}``."""
@@ -400,67 +635,42 @@ def _collect(results: Iterator[Any]) -> list[Any]:
     return list(results)
 
 
-class _FutureCollector:
-    """Backs ``Pool.submit``: one run in the core, one daemon thread resolving futures as calls finish."""
+def _dispatch_options(where: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` of a map-like call with defaults filled in; unknown keywords raise TypeError."""
+    o = dict(options)
+    pin = o.pop("_pin", None)
+    _config.reject_unknown(f"Pool.{where}()", {k: v for k, v in o.items() if k not in _IMAP_OPTIONS}, _IMAP_OPTIONS)
+    chunksize = o.pop("chunksize", None)
+    if chunksize is not None:
+        if o.get("batch_size") is not None:
+            raise TypeError(f"Pool.{where}() got both batch_size= and its alias chunksize=; pass one")
+        o["batch_size"] = chunksize
+    out: dict[str, Any] = {"batch_size": None, "batching": None, "max_in_flight": None, "ordered": True,
+                           "batch_timeout": None, "on_error": "raise", "progress": False}
+    out.update(o)
+    out["_pin"] = pin
+    return out
 
-    def __init__(self, pool: Pool) -> None:
-        self._core = pool._core
-        self._run = self._core.new_run()
-        self._futures: dict[int, concurrent.futures.Future[Any]] = {}
-        self._lock = threading.Lock()
-        self._tag = 0
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="slither-futures", daemon=True)
-        self._thread.start()
 
-    def submit(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> concurrent.futures.Future[Any]:
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        # Running before it is submitted: the collector thread may resolve it as soon as it is.
-        fut.set_running_or_notify_cancel()
-        payload = pickle.dumps((function_ref(fn), "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
-        with self._lock:
-            self._tag += 1
-            tag = self._tag
-            self._futures[tag] = fut
-        try:
-            self._core.submit(self._run, tag, payload, 1, None, None)
-        except BaseException:
-            with self._lock:
-                self._futures.pop(tag, None)
-            raise
-        return fut
+def _star(fn: str | Callable[..., Any]) -> Star:
+    return Star(function_ref(fn), describe(fn))
 
-    def _loop(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                c = self._run.next(0.2)
-            except BaseException:  # interpreter shutting down
-                return
-            if c is None:
-                continue
-            with self._lock:
-                fut = self._futures.pop(c.tag, None)
-            if fut is None:
-                continue
-            try:
-                fut.set_result(single_result(c, "the submitted call"))
-            except BaseException as exc:  # every outcome resolves the future
-                fut.set_exception(exc)
 
-    def settle(self, timeout: float | None) -> None:
-        """Waits until every submitted call's future is resolved (the core has already answered them all)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._futures and (deadline is None or time.monotonic() < deadline) and self._thread.is_alive():
-            time.sleep(0.005)
+def _without_context(fn: Any) -> Any:
+    """``asyncio.to_thread`` (and others) wrap calls as ``partial(context.run, fn, ...)``. Context variables do
+    not cross processes and a Context does not pickle: run ``fn`` itself."""
+    if (isinstance(fn, functools.partial) and isinstance(getattr(fn.func, "__self__", None), contextvars.Context)
+            and fn.args):
+        return functools.partial(fn.args[0], *fn.args[1:], **fn.keywords)
+    return fn
 
-    def stop(self) -> None:
-        self._stopped.set()
-        with self._lock:
-            pending = list(self._futures.values())
-            self._futures.clear()
-        for fut in pending:
-            if not fut.done():
-                fut.set_exception(errors.PoolClosed("the pool was closed before the call finished"))
+
+_DEFAULTS = {name: p.default for name, p in inspect.signature(Pool.__init__).parameters.items()
+             if p.default is not p.empty}
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _worker_sys_path(same_interpreter: bool) -> list[str]:
