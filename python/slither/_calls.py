@@ -59,7 +59,7 @@ class Calls:
     def _feed(self) -> list[tuple[Future[Any], BaseException]]:
         """Hands pending calls to the core while the window has room (holding the lock)."""
         failed: list[tuple[Future[Any], BaseException]] = []
-        while self._pending and len(self._live) < self._window:
+        while not self._stopping and self._pending and len(self._live) < self._window:
             fut, payload, name = self._pending.popleft()
             if not fut.set_running_or_notify_cancel():
                 continue  # cancelled while pending: it never runs
@@ -91,6 +91,10 @@ class Calls:
             _resolve_all(failed)
             if fut is None:
                 continue
+            if c.kind == "aborted":
+                state = "was killed while running" if c.started else "never started"
+                fut.set_exception(errors.PoolClosed(f"{name} {state}: {c.data}"))
+                continue
             try:
                 fut.set_result(single_result(c, name))
             except BaseException as exc:  # every outcome resolves the future
@@ -117,8 +121,14 @@ class Calls:
                 self._cond.wait(_POLL_S if left is None else min(left, _POLL_S))
         return True
 
-    def stop(self, why: str) -> None:
-        """Stops and joins the collector; futures still open fail with PoolClosed saying whether they ran."""
+    def stop(self) -> None:
+        """No call is handed to the core from now on (call before the core shuts down)."""
+        with self._cond:
+            self._stopping = True
+
+    def join(self, why: str) -> None:
+        """Joins the collector (after the core shut down); futures still open fail with PoolClosed saying
+        whether their call had started."""
         with self._cond:
             self._stopping = True
             pending = list(self._pending)

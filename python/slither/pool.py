@@ -227,10 +227,12 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         core = getattr(self, "_core", None)
         if core is None:
             return
+        if self._calls is not None:
+            self._calls.stop()
         core.shutdown(graceful)
         # Every thread this pool started is stopped and joined (bounded) before this returns.
         if self._calls is not None:
-            self._calls.stop("the pool was closed" if graceful else "the pool was terminated")
+            self._calls.join("the pool was closed" if graceful else "the pool was terminated")
         self._join_threads(time.monotonic() + _JOIN_S)
         self._telemetry.close()
         _live_pools.discard(self)
