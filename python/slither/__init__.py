@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Pool": "slither.pool",
+    "AsyncResult": "slither._calls",
     "Session": "slither.session",
     "Store": "slither.store",
     "Pipe": "slither.pipe",
@@ -47,6 +48,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from slither._calls import AsyncResult
     from slither.batching import FixedBatch, KeyPartition, WeightedBatch
     from slither.errors import (
         BatchLengthError,

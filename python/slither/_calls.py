@@ -20,8 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures import wait as futures_wait
 from typing import Any
 
 from slither import errors
@@ -158,46 +156,51 @@ class _GetTimeout(multiprocessing.TimeoutError, TimeoutError):
 
 class AsyncResult:
     """What ``apply_async`` / ``map_async`` return, as in ``multiprocessing``: ``get``, ``wait``, ``ready``,
-    ``successful``. ``future`` is the underlying :class:`concurrent.futures.Future`."""
+    ``successful``. ``future`` is the underlying :class:`concurrent.futures.Future`.
+
+    As in multiprocessing, ``callback(result)`` or ``error_callback(exception)`` has run (in a slither
+    thread) by the time the result is ready.
+    """
 
     def __init__(self, future: Future[Any], callback: Callable[[Any], object] | None = None,
                  error_callback: Callable[[BaseException], object] | None = None) -> None:
         self.future = future
-        if callback is not None or error_callback is not None:
-            def done(f: Future[Any]) -> None:
-                if f.cancelled():
-                    return
-                exc = f.exception()
-                if exc is None:
-                    if callback is not None:
-                        callback(f.result())
-                elif error_callback is not None:
-                    error_callback(exc)
+        self._callback = callback
+        self._error_callback = error_callback
+        self._ready = threading.Event()
+        future.add_done_callback(self._done)
 
-            future.add_done_callback(done)
+    def _done(self, f: Future[Any]) -> None:
+        try:
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if exc is None:
+                if self._callback is not None:
+                    self._callback(f.result())
+            elif self._error_callback is not None:
+                self._error_callback(exc)
+        finally:
+            self._ready.set()
 
     def get(self, timeout: float | None = None) -> Any:
         """The result (or raises the call's exception); ``multiprocessing.TimeoutError`` after ``timeout`` s."""
-        try:
-            return self.future.result(timeout)
-        except FutureTimeout:
-            if self.future.done():
-                raise
-            raise _GetTimeout(f"the result was not ready within {timeout} s") from None
+        if not self._ready.wait(timeout):
+            raise _GetTimeout(f"the result was not ready within {timeout} s")
+        return self.future.result(0)
 
     def wait(self, timeout: float | None = None) -> None:
         """Waits until the result is ready or ``timeout`` seconds have passed."""
-        futures_wait([self.future], timeout)
+        self._ready.wait(timeout)
 
     def ready(self) -> bool:
-        return self.future.done()
+        return self._ready.is_set()
 
     def successful(self) -> bool:
         """Whether the call returned without raising. ``ValueError`` if it is not ready yet."""
-        if not self.future.done():
+        if not self._ready.is_set():
             raise ValueError(f"{self!r} not ready")
         return not self.future.cancelled() and self.future.exception() is None
 
     def __repr__(self) -> str:
-        state = "ready" if self.future.done() else "pending"
-        return f"<slither.AsyncResult {state}>"
+        return f"<slither.AsyncResult {'ready' if self._ready.is_set() else 'pending'}>"
