@@ -499,6 +499,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         async iterable; it is consumed lazily. Cancelling the consuming task, or closing the iterator
         early, cancels the remaining work and kills workers running it.
         """
+        _dispatch_options("aimap", dict(options))  # a bad option fails here, not at the first await
         return _aio.aimap(self, fn, iterable, options)
 
     async def amap(self, fn: str | Callable[..., Any], *iterables: Any, timeout: float | None = None,
