@@ -110,6 +110,18 @@ def test_cancelling_the_awaiting_task_kills_the_worker_running_the_call(tmp_path
         assert _eventually(lambda: not any(psutil.pid_exists(p) for p in before))
         assert pool.wait_ready(timeout=30)
         assert pool.map(abs, [-3]) == [3]
+
+        async def leave_early():
+            stream = pool.aimap(nap_pid, [0.01, 30, 30], batch_size=1)
+            async for pid in stream:
+                break
+            await stream.aclose()  # leaving early and closing cancels what is left
+            return pid
+
+        busy = {w["pid"] for w in pool.workers_info()}
+        asyncio.run(leave_early())
+        assert _eventually(lambda: not any(psutil.pid_exists(p) for p in busy))
+        assert pool.wait_ready(timeout=30)
         stats = pool.stats()
         assert all(w.state == "ready" for w in stats.workers)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -28,14 +29,14 @@ if TYPE_CHECKING:
     from slither._dispatch import Engine
     from slither.pool import Pool
 
-_POLL_S = 0.1  # how soon a feeder sees a cancellation (it waits with the GIL released)
+POLL_S = 0.1  # how soon a feeder sees a cancellation (it waits with the GIL released)
 _BUFFER = 4  # chunks handed over and not yet consumed
 
 
 async def acall(pool: Pool, fn: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     engine = pool._engine(fn, [(args, kwargs)], mode="call", batch_size=1, batching=None, default_batch=None,
                           max_in_flight=1, ordered=True, timeout=None, on_error="raise", progress=False,
-                          poll=_POLL_S)
+                          poll=POLL_S)
     feed = _Feed(pool, engine)
     try:
         async for _start, values, _failure in feed:
@@ -45,12 +46,17 @@ async def acall(pool: Pool, fn: str | Callable[..., Any], args: tuple[Any, ...],
     raise errors.SlitherError("the call ended without a result")  # pragma: no cover - the engine accounts for it
 
 
-async def aimap(pool: Pool, fn: str | Callable[..., Any], iterable: Any, options: dict[str, Any], *,
-                deadline: float | None = None) -> AsyncIterator[Any]:
-    loop = asyncio.get_running_loop()
+async def aimap(pool: Pool, fn: str | Callable[..., Any], iterable: Any, options: dict[str, Any]) -> AsyncIterator[Any]:
     if hasattr(iterable, "__aiter__"):
-        iterable = _from_async(iterable, loop)
-    engine = pool._item_engine("aimap", "item", fn, iterable, options, deadline=deadline, poll=_POLL_S)
+        iterable = _from_async(iterable, asyncio.get_running_loop())
+    engine = pool._item_engine("aimap", "item", fn, iterable, options, poll=POLL_S)
+    async with contextlib.aclosing(results(pool, engine)) as values:  # closing this closes the feed now
+        async for value in values:
+            yield value
+
+
+async def results(pool: Pool, engine: Engine) -> AsyncIterator[Any]:
+    """The values of an engine built with ``poll=POLL_S``, in its order; failures skipped (as imap does)."""
     feed = _Feed(pool, engine)
     try:
         async for _start, values, failure in feed:
@@ -77,7 +83,7 @@ class _Feed:
         entries = self._engine.entries()
         try:
             for entry in entries:
-                while not self._space.acquire(timeout=_POLL_S):
+                while not self._space.acquire(timeout=POLL_S):
                     if self._stop.is_set():
                         return
                 self._send(("entry", entry))
@@ -131,7 +137,7 @@ def _from_async(source: Any, loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
         fut = asyncio.run_coroutine_threadsafe(_next(it), loop)
         while True:
             try:
-                done, item = fut.result(_POLL_S)
+                done, item = fut.result(POLL_S)
                 break
             except concurrent.futures.TimeoutError:
                 if loop.is_closed():

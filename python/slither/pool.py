@@ -384,8 +384,14 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         program that iterates over ``map``'s result works unchanged. For results as they arrive use
         :meth:`imap`.
         """
+        return _collect(_Results(self._map_engine("map", fn, iterables, timeout, chunksize, options)))
+
+    def _map_engine(self, where: str, fn: str | Callable[..., Any], iterables: tuple[Iterable[Any], ...],
+                    timeout: float | None, chunksize: int | None, options: dict[str, Any],
+                    poll: float | None = None) -> Engine:
+        """``map``'s arguments as an engine: several iterables zipped and spread, ``timeout`` as a deadline."""
         if not iterables:
-            raise TypeError("Pool.map() needs at least one iterable")
+            raise TypeError(f"Pool.{where}() needs at least one iterable")
         if chunksize is not None:
             options["chunksize"] = chunksize
         _config.seconds("timeout", timeout, positive=False, optional=True)
@@ -394,14 +400,12 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
             fn, iterable = _star(fn), Zipped(iterables)
         else:
             iterable = iterables[0]
-        return _collect(_Results(self._item_engine("map", "item", fn, iterable, options, deadline=deadline)))
+        return self._item_engine(where, "item", fn, iterable, options, deadline=deadline, poll=poll)
 
     def starmap(self, fn: str | Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: int | None = None,
                 **options: Any) -> list[Any]:
         """``multiprocessing.Pool.starmap``: ``fn(*args)`` for every argument tuple, as a list in input order."""
-        if chunksize is not None:
-            options["chunksize"] = chunksize
-        return _collect(_Results(self._item_engine("starmap", "item", _star(fn), iterable, options)))
+        return _collect(_Results(self._map_engine("starmap", _star(fn), (iterable,), None, chunksize, options)))
 
     def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Iterator[Any]:
         """Calls ``fn(list_of_items) -> list`` once per batch and streams the per-item results.
@@ -456,28 +460,26 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
                   callback: Callable[[Any], object] | None = None,
                   error_callback: Callable[[BaseException], object] | None = None, **options: Any) -> AsyncResult:
         """``multiprocessing.Pool.map_async``: :meth:`map` in the background; ``get()`` returns the list."""
-        return self._background(self.map, (fn, iterable), dict(options, chunksize=chunksize), callback,
-                                error_callback)
+        engine = self._map_engine("map_async", fn, (iterable,), None, chunksize, options)
+        return self._background(engine, callback, error_callback)
 
     def starmap_async(self, fn: str | Callable[..., Any], iterable: Iterable[Iterable[Any]],
                       chunksize: int | None = None, callback: Callable[[Any], object] | None = None,
                       error_callback: Callable[[BaseException], object] | None = None,
                       **options: Any) -> AsyncResult:
         """``multiprocessing.Pool.starmap_async``: :meth:`starmap` in the background."""
-        return self._background(self.starmap, (fn, iterable), dict(options, chunksize=chunksize), callback,
-                                error_callback)
+        engine = self._map_engine("starmap_async", _star(fn), (iterable,), None, chunksize, options)
+        return self._background(engine, callback, error_callback)
 
-    def _background(self, method: Callable[..., list[Any]], args: tuple[Any, ...], options: dict[str, Any],
-                    callback: Callable[[Any], object] | None,
+    def _background(self, engine: Engine, callback: Callable[[Any], object] | None,
                     error_callback: Callable[[BaseException], object] | None) -> AsyncResult:
-        self._check_open()
-        _dispatch_options("map_async", dict(options))  # a bad option fails here, not in the thread
+        """Collects ``engine``'s results in a pool thread (the engine exists already: close() waits for it)."""
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         fut.set_running_or_notify_cancel()
 
         def run() -> None:
             try:
-                fut.set_result(method(*args, **options))
+                fut.set_result(_collect(_Results(engine)))
             except BaseException as exc:
                 fut.set_exception(exc)
 
@@ -505,17 +507,8 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
     async def amap(self, fn: str | Callable[..., Any], *iterables: Any, timeout: float | None = None,
                    chunksize: int | None = None, **options: Any) -> list[Any]:
         """Awaitable :meth:`map` (same arguments): the list of results, in input order."""
-        if not iterables:
-            raise TypeError("Pool.amap() needs at least one iterable")
-        if chunksize is not None:
-            options["chunksize"] = chunksize
-        _config.seconds("timeout", timeout, positive=False, optional=True)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if len(iterables) > 1:
-            fn, iterable = _star(fn), Zipped(iterables)
-        else:
-            iterable = iterables[0]
-        return [r async for r in _aio.aimap(self, fn, iterable, options, deadline=deadline)]
+        engine = self._map_engine("amap", fn, iterables, timeout, chunksize, options, poll=_aio.POLL_S)
+        return [r async for r in _aio.results(self, engine)]
 
     # -- single calls -------------------------------------------------------------------------
     def call(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
