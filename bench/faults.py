@@ -18,10 +18,10 @@ def replacement_times(kills: int) -> list[float]:
         for _ in range(kills):
             w = pool.workers_info()[0]
             t0 = time.perf_counter()
-            os.kill(w["pid"], signal.SIGKILL)
+            os.kill(w.pid, signal.SIGKILL)
             while True:
                 now = pool.workers_info()[0]
-                if now["generation"] != w["generation"] and now["state"] == "ready":
+                if now.generation != w.generation and now.state == "ready":
                     break
                 time.sleep(0.0005)
             out.append((time.perf_counter() - t0) * 1000)
@@ -36,7 +36,7 @@ def chaos(n: int, kill: bool) -> tuple[float, int, bool]:
         def killer():
             rng = random.Random(7)
             while not stop.wait(0.1):
-                pids = [w["pid"] for w in pool.workers_info() if w["state"] == "ready"]
+                pids = [w.pid for w in pool.workers_info() if w.state == "ready"]
                 if pids:
                     try:
                         os.kill(rng.choice(pids), signal.SIGKILL)

@@ -36,6 +36,12 @@ pub struct PoolConfig {
     pub shutdown_grace: f64,
     /// Prefix worker output lines with `[w<index> pid <pid>]` on the host's stderr.
     pub forward_output: bool,
+    /// Largest frame payload in either direction, in bytes. A worker announcing more is killed and replaced
+    /// with a protocol error; a host payload over it is refused before it is sent.
+    pub max_frame_bytes: u64,
+    /// Seconds a worker's current batch must have run before a batch held behind it is given to an idle
+    /// worker instead.
+    pub steal_after: f64,
 }
 
 impl Default for PoolConfig {
@@ -55,6 +61,8 @@ impl Default for PoolConfig {
             restart_backoff: 0.05,
             shutdown_grace: 2.0,
             forward_output: true,
+            max_frame_bytes: crate::protocol::DEFAULT_MAX_FRAME,
+            steal_after: 0.005,
         }
     }
 }
@@ -73,6 +81,19 @@ impl PoolConfig {
         if self.crash_loop_limit == 0 {
             return Err(Error::Config("crash_loop_limit must be at least 1".into()));
         }
+        if self.max_frame_bytes < 1024 {
+            return Err(Error::Config("max_frame_bytes must be at least 1024".into()));
+        }
+        if self.steal_after.is_nan() || self.steal_after < 0.0 {
+            return Err(Error::Config(
+                "steal_after must be a non-negative number of seconds".into(),
+            ));
+        }
+        if self.shutdown_grace.is_nan() || self.restart_backoff.is_nan() || self.restart_backoff < 0.0 {
+            return Err(Error::Config(
+                "shutdown_grace and restart_backoff must be non-negative numbers".into(),
+            ));
+        }
         if self.max_tasks_per_worker == Some(0) {
             return Err(Error::Config("max_tasks_per_worker must be at least 1".into()));
         }
@@ -81,6 +102,10 @@ impl PoolConfig {
 
     pub fn startup_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.startup_timeout)
+    }
+
+    pub fn steal_after(&self) -> Duration {
+        Duration::from_secs_f64(self.steal_after.max(0.0))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

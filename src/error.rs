@@ -14,14 +14,16 @@ pub enum Error {
     SessionLost { worker: usize, generation: u64 },
     /// A worker index outside the pool.
     NoSuchWorker(usize),
-    /// A malformed frame or store request.
-    Protocol(String),
+    /// A payload larger than the pool's `max_frame_bytes`.
+    FrameTooLarge { bytes: u64, limit: u64 },
+    /// The pool was created in another process (this one is a fork of it): it cannot be used here.
+    ForkedChild { owner: u32 },
     /// A store operation failed (unknown table, bad request, version conflict on reload).
     Store(String),
     /// Bad configuration, named.
     Config(String),
-    /// Waiting timed out (only for bounded waits the caller asked for).
-    Timeout,
+    /// A bounded wait the caller asked for ran out (e.g. for a worker to open a session on).
+    Timeout(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -30,17 +32,24 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::PoolClosed => write!(f, "the pool is closed"),
-            Error::PoolBroken(why) => write!(f, "the pool is broken: {why}"),
+            Error::PoolBroken(why) => write!(f, "{why}"),
             Error::Io(why) => write!(f, "I/O error: {why}"),
             Error::SessionLost { worker, generation } => write!(
                 f,
                 "the session's worker {worker} (generation {generation}) died or was replaced; its state is gone"
             ),
             Error::NoSuchWorker(i) => write!(f, "no worker with index {i}"),
-            Error::Protocol(why) => write!(f, "protocol error: {why}"),
+            Error::FrameTooLarge { bytes, limit } => write!(
+                f,
+                "a payload of {bytes} bytes is over the pool's max_frame_bytes={limit}"
+            ),
+            Error::ForkedChild { owner } => write!(
+                f,
+                "this pool belongs to process {owner}; a forked child cannot use it (create a new Pool in the child)"
+            ),
             Error::Store(why) => write!(f, "store error: {why}"),
             Error::Config(why) => write!(f, "invalid configuration: {why}"),
-            Error::Timeout => write!(f, "timed out"),
+            Error::Timeout(why) => write!(f, "{why}"),
         }
     }
 }

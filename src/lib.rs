@@ -1,11 +1,11 @@
 //! slither-core: supervises isolated Python worker processes and dispatches batches to them.
 //!
 //! ```text
-//!  host (binding crate)            this crate                                 workers
-//!  ───────────────────      ───────────────────────────────────────      ────────────────────
-//!  Pool::submit(job) ──▶ scheduler (pool/sched.rs) ──▶ writer thread ──▶ fd 3 ──▶ python -m slither._worker
-//!  Run::next()       ◀── completion channel  ◀── reader thread      ◀── fd 3 ◀──  (results, store reads)
-//!                        supervisor thread: spawn · hello · deadlines · RSS · restart · stop
+//!  host (binding crate)             this crate                                      workers
+//!  ───────────────────      ─────────────────────────────────────────────      ────────────────────
+//!  Pool::submit(job) ──▶ Sched (pool/sched.rs, pure) ──▶ frame written ──▶ fd 3 ──▶ python -m slither._worker
+//!  Run::next()       ◀── completion channel ◀── supervisor thread: tokio ◀── fd 3 ◀──  (results, store reads)
+//!                        one task per worker: frames · exit (pidfd) · output; ticks: deadlines · restarts
 //! ```
 //!
 //! Payloads are opaque bytes here: the Python layer pickles them. The core owns processes,

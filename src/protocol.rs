@@ -1,8 +1,11 @@
 //! Frames between the host and a worker, on the worker's private socket (fd 3 in the worker).
 //!
-//! Every frame is `u32 length (LE) | u8 kind | u64 id (LE) | payload`, where `length` counts
-//! kind, id and payload. The worker side (`python/slither/_worker/framing.py`) mirrors this with
-//! `struct.Struct("<IBQ")`; the kinds are listed once here and once there.
+//! Every frame is `u8 kind | u64 id | u64 length | payload` (little-endian, 17-byte header; `length` counts
+//! the payload only). The worker side (`python/slither/_worker/framing.py`) mirrors the kinds and the header;
+//! a contract test compares both with [`describe`], which the binding exports as `_slither.PROTOCOL`.
+//!
+//! A frame is judged before its payload is read: an unknown kind or a length over the configured limit can
+//! never make the host allocate or wait for bytes that will not come (see [`check_header`]).
 
 use std::io::{self, Read, Write};
 
@@ -14,6 +17,8 @@ pub const SHUTDOWN: u8 = 2;
 pub const STORE_REPLY: u8 = 3;
 /// Host → worker: the start-up payload (sys.path, init function), sent right after HELLO.
 pub const INIT: u8 = 4;
+/// Host → worker: give batch `id` back if it has not started (answered by REVOKED, or by STARTED).
+pub const REVOKE: u8 = 5;
 /// Worker → host: first frame, JSON `{"pid", "python", "gil", "free_threaded_build"}`.
 pub const HELLO: u8 = 10;
 /// Worker → host: init done, ready for tasks.
@@ -26,37 +31,110 @@ pub const RESULT_OK: u8 = 13;
 pub const RESULT_ERR: u8 = 14;
 /// Worker → host: a store request (`id` = request id); answered with STORE_REPLY.
 pub const STORE_REQ: u8 = 15;
+/// Worker → host: the worker begins running batch `id` (what a crash is charged to).
+pub const STARTED: u8 = 16;
+/// Worker → host: batch `id` was given back unstarted after a REVOKE.
+pub const REVOKED: u8 = 17;
 
-pub const HEADER_LEN: usize = 13;
-/// Frames larger than this are refused (a corrupt length must not make us allocate terabytes).
-pub const MAX_FRAME: usize = 1 << 34;
+/// Every kind, with its name, for the contract test and for error messages.
+pub const KINDS: &[(&str, u8)] = &[
+    ("TASK", TASK),
+    ("SHUTDOWN", SHUTDOWN),
+    ("STORE_REPLY", STORE_REPLY),
+    ("INIT", INIT),
+    ("REVOKE", REVOKE),
+    ("HELLO", HELLO),
+    ("READY", READY),
+    ("INIT_FAILED", INIT_FAILED),
+    ("RESULT_OK", RESULT_OK),
+    ("RESULT_ERR", RESULT_ERR),
+    ("STORE_REQ", STORE_REQ),
+    ("STARTED", STARTED),
+    ("REVOKED", REVOKED),
+];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
+/// Kinds a worker may send.
+pub const FROM_WORKER: &[u8] = &[
+    HELLO,
+    READY,
+    INIT_FAILED,
+    RESULT_OK,
+    RESULT_ERR,
+    STORE_REQ,
+    STARTED,
+    REVOKED,
+];
+
+pub const HEADER_LEN: usize = 17;
+/// The header as a Python `struct` format (the worker's side must use exactly this).
+pub const HEADER_FORMAT: &str = "<BQQ";
+/// Default for the largest payload in either direction (bytes); configurable per pool (`max_frame_bytes`).
+pub const DEFAULT_MAX_FRAME: u64 = 1 << 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
     pub kind: u8,
     pub id: u64,
-    pub payload: Vec<u8>,
+    pub len: u64,
 }
 
-pub fn header(kind: u8, id: u64, payload_len: usize) -> [u8; HEADER_LEN] {
+pub fn encode_header(kind: u8, id: u64, len: u64) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
-    let len = (payload_len + 9) as u64;
-    // Lengths above u32::MAX use the escape 0xFFFF_FFFF followed by... nothing: we cap at u32.
-    h[..4].copy_from_slice(&(len.min(u32::MAX as u64) as u32).to_le_bytes());
-    h[4] = kind;
-    h[5..].copy_from_slice(&id.to_le_bytes());
+    h[0] = kind;
+    h[1..9].copy_from_slice(&id.to_le_bytes());
+    h[9..].copy_from_slice(&len.to_le_bytes());
     h
 }
 
-/// Writes one frame with a single vectored write where the OS allows it.
-pub fn write_frame<W: Write>(w: &mut W, kind: u8, id: u64, payload: &[u8]) -> io::Result<()> {
-    if payload.len() + 9 > u32::MAX as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("frame of {} bytes exceeds the 4 GiB frame limit", payload.len()),
+pub fn decode_header(h: &[u8; HEADER_LEN]) -> Header {
+    Header {
+        kind: h[0],
+        id: u64::from_le_bytes(h[1..9].try_into().unwrap()),
+        len: u64::from_le_bytes(h[9..].try_into().unwrap()),
+    }
+}
+
+pub fn kind_name(kind: u8) -> String {
+    KINDS
+        .iter()
+        .find(|(_, k)| *k == kind)
+        .map(|(n, _)| n.to_string())
+        .unwrap_or_else(|| format!("unknown kind {kind}"))
+}
+
+/// Why a header from a worker cannot be valid, judged before its payload is read.
+pub fn check_header(h: &Header, max_frame: u64) -> Result<(), String> {
+    if !FROM_WORKER.contains(&h.kind) {
+        return Err(format!(
+            "the worker sent a frame of {} (id {}, {} bytes): not a frame a worker sends; \
+             something in the worker wrote to its channel (fd 3)",
+            kind_name(h.kind),
+            h.id,
+            h.len
         ));
     }
-    let h = header(kind, id, payload.len());
+    if h.len > max_frame {
+        return Err(format!(
+            "the worker announced a {} frame of {} bytes, over max_frame_bytes={}",
+            kind_name(h.kind),
+            h.len,
+            max_frame
+        ));
+    }
+    Ok(())
+}
+
+/// Encodes one frame into one buffer (header and payload).
+pub fn encode_frame(kind: u8, id: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(&encode_header(kind, id, payload.len() as u64));
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Writes one frame (blocking), header and payload in one vectored write where the OS allows.
+pub fn write_frame<W: Write>(w: &mut W, kind: u8, id: u64, payload: &[u8]) -> io::Result<()> {
+    let h = encode_header(kind, id, payload.len() as u64);
     let mut bufs = [io::IoSlice::new(&h), io::IoSlice::new(payload)];
     let mut slices: &mut [io::IoSlice<'_>] = &mut bufs;
     while !slices.is_empty() {
@@ -69,8 +147,8 @@ pub fn write_frame<W: Write>(w: &mut W, kind: u8, id: u64, payload: &[u8]) -> io
     w.flush()
 }
 
-/// Reads one frame; `Ok(None)` on a clean end of stream before a header.
-pub fn read_frame<R: Read>(r: &mut R) -> io::Result<Option<Frame>> {
+/// Reads one frame (blocking; for tests and tools). `Ok(None)` on a clean end of stream before a header.
+pub fn read_frame<R: Read>(r: &mut R, max_frame: u64) -> io::Result<Option<(Header, Vec<u8>)>> {
     let mut h = [0u8; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
@@ -84,18 +162,18 @@ pub fn read_frame<R: Read>(r: &mut R) -> io::Result<Option<Frame>> {
         }
         got += n;
     }
-    let len = u32::from_le_bytes(h[..4].try_into().unwrap()) as usize;
-    if !(9..=MAX_FRAME).contains(&len) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("bad frame length {len}"),
-        ));
+    let header = decode_header(&h);
+    if header.len > max_frame {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame over the limit"));
     }
-    let kind = h[4];
-    let id = u64::from_le_bytes(h[5..].try_into().unwrap());
-    let mut payload = vec![0u8; len - 9];
+    let mut payload = vec![0u8; header.len as usize];
     r.read_exact(&mut payload)?;
-    Ok(Some(Frame { kind, id, payload }))
+    Ok(Some((header, payload)))
+}
+
+/// The wire format as data: `(header format, header length, [(kind name, number)])`.
+pub fn describe() -> (&'static str, usize, &'static [(&'static str, u8)]) {
+    (HEADER_FORMAT, HEADER_LEN, KINDS)
 }
 
 #[cfg(test)]
@@ -108,35 +186,43 @@ mod tests {
         write_frame(&mut buf, TASK, 42, b"hello").unwrap();
         write_frame(&mut buf, SHUTDOWN, 0, b"").unwrap();
         let mut r = &buf[..];
-        assert_eq!(
-            read_frame(&mut r).unwrap(),
-            Some(Frame {
-                kind: TASK,
-                id: 42,
-                payload: b"hello".to_vec()
-            })
-        );
-        assert_eq!(
-            read_frame(&mut r).unwrap(),
-            Some(Frame {
-                kind: SHUTDOWN,
-                id: 0,
-                payload: vec![]
-            })
-        );
-        assert_eq!(read_frame(&mut r).unwrap(), None);
+        let (h, p) = read_frame(&mut r, 1 << 20).unwrap().unwrap();
+        assert_eq!((h.kind, h.id, p.as_slice()), (TASK, 42, &b"hello"[..]));
+        let (h, p) = read_frame(&mut r, 1 << 20).unwrap().unwrap();
+        assert_eq!((h.kind, h.id, p.len()), (SHUTDOWN, 0, 0));
+        assert!(read_frame(&mut r, 1 << 20).unwrap().is_none());
+    }
+
+    #[test]
+    fn lengths_are_64_bit() {
+        let h = decode_header(&encode_header(RESULT_OK, 7, (5u64 << 32) + 3));
+        assert_eq!(h.len, (5u64 << 32) + 3);
     }
 
     #[test]
     fn truncated_header_is_an_error() {
         let mut r: &[u8] = &[1, 0, 0];
-        assert!(read_frame(&mut r).is_err());
+        assert!(read_frame(&mut r, 1 << 20).is_err());
     }
 
     #[test]
-    fn absurd_length_is_refused() {
-        let mut buf = vec![3, 0, 0, 0];
-        buf.extend_from_slice(&[0; 9]);
-        assert!(read_frame(&mut &buf[..]).is_err());
+    fn impossible_headers_are_named() {
+        let stray = decode_header(b"hello, world!\n\0\0\0");
+        let why = check_header(&stray, 1 << 20).unwrap_err();
+        assert!(why.contains("not a frame a worker sends"), "{why}");
+        let huge = Header {
+            kind: RESULT_OK,
+            id: 1,
+            len: 1 << 40,
+        };
+        assert!(check_header(&huge, 1 << 32)
+            .unwrap_err()
+            .contains("over max_frame_bytes"));
+        let fine = Header {
+            kind: STARTED,
+            id: 1,
+            len: 0,
+        };
+        assert!(check_header(&fine, 0).is_ok());
     }
 }

@@ -14,6 +14,7 @@ pub struct WorkerStats {
     pub items: u64,
     pub failures: u64,
     pub restarts: u64,
+    pub recycles: u64,
     pub uptime_s: f64,
     pub rss_bytes: u64,
     pub peak_rss_bytes: u64,

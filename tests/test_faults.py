@@ -157,7 +157,7 @@ def test_chaos_every_input_ends_as_result_or_failure():
         def killer():
             rng = random.Random(1)
             while not stop.wait(0.1):
-                pids = [w["pid"] for w in p.workers_info() if w["state"] == "ready"]
+                pids = [w.pid for w in p.workers_info() if w.state == "ready"]
                 if pids:
                     try:
                         os.kill(rng.choice(pids), signal.SIGKILL)

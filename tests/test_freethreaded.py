@@ -27,7 +27,7 @@ def test_gil_stays_off_after_import_pool_and_store():
     store.put("t", "k", 1)
     with slither.Pool(2, store=store) as pool:
         assert pool.map(abs, [-1, -2]) == [1, 2]
-        assert all(not w["gil"] for w in pool.workers_info())
+        assert all(not w.gil for w in pool.workers_info())
         assert not sys._is_gil_enabled()
     assert not sys._is_gil_enabled()
 
@@ -112,7 +112,7 @@ FT_PYTHON = os.path.expanduser("~/.cache/slither/python-ft/bin/python3.13t")
 def test_workers_on_a_free_threaded_interpreter_from_any_host():
     with slither.Pool(2, python=FT_PYTHON) as pool:
         info = pool.workers_info()
-        assert all(w["free_threaded_build"] and not w["gil"] for w in info)
+        assert all(w.free_threaded_build and not w.gil for w in info)
         assert pool.map("_helpers:inc", range(3)) == [1, 2, 3]
         k = 3
         if sys.version_info[:2] == (3, 13):

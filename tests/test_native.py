@@ -49,3 +49,15 @@ def test_extension_declares_free_threading_support():
     assert _slither.BUILD_GIL is False
     if hasattr(sys, "_is_gil_enabled") and "free-threading" in sys.version:
         assert not sys._is_gil_enabled()
+
+
+def test_frame_format_is_defined_once():
+    """The worker's framing constants and header layout are the core's (a contract, not a copy)."""
+    from slither._worker import framing
+
+    proto = _slither.PROTOCOL
+    assert framing.HEADER_FORMAT == proto["header_format"]
+    assert framing.HEADER.size == framing.HEADER_LEN == proto["header_len"]
+    assert framing.KINDS == proto["kinds"]
+    for name, number in proto["kinds"].items():
+        assert getattr(framing, name) == number, name

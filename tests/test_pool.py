@@ -21,11 +21,11 @@ from _helpers import inc
 def test_start_up_says_hello(pool):
     info = pool.workers_info()
     assert len(info) == pool.size == 2
-    assert all(w["state"] == "ready" and w["pid"] > 0 for w in info)
-    assert {w["python"] for w in info} == {".".join(map(str, sys.version_info[:3]))}
+    assert all(w.state == "ready" and w.pid > 0 for w in info)
+    assert {w.python for w in info} == {".".join(map(str, sys.version_info[:3]))}
     expected_gil = getattr(sys, "_is_gil_enabled", lambda: True)()
-    assert all(w["gil"] == expected_gil for w in info)
-    assert len({w["pid"] for w in info}) == 2
+    assert all(w.gil == expected_gil for w in info)
+    assert len({w.pid for w in info}) == 2
 
 
 def test_workers_default_to_cpu_count():
@@ -162,7 +162,7 @@ def test_worker_output_is_prefixed_and_cannot_corrupt_the_protocol(capfd):
 
     with slither.Pool(1) as p:
         assert p.map(chatty, range(3)) == [0, 1, 2]
-        pid = p.workers_info()[0]["pid"]
+        pid = p.workers_info()[0].pid
     err = capfd.readouterr().err
     assert f"[w0 pid {pid}] hello from the worker 0" in err
     assert f"[w0 pid {pid}] raw bytes on fd 1" in err
@@ -170,17 +170,17 @@ def test_worker_output_is_prefixed_and_cannot_corrupt_the_protocol(capfd):
 
 def test_close_terminate_and_gc_leave_no_process():
     p = slither.Pool(2)
-    pids = [w["pid"] for w in p.workers_info()]
+    pids = [w.pid for w in p.workers_info()]
     p.close()
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
     with pytest.raises(slither.PoolClosed):
         p.map(inc, [1])
     p = slither.Pool(2)
-    pids = [w["pid"] for w in p.workers_info()]
+    pids = [w.pid for w in p.workers_info()]
     p.terminate()
     assert not any(psutil.pid_exists(pid) for pid in pids)
     p = slither.Pool(1)
-    pid = p.workers_info()[0]["pid"]
+    pid = p.workers_info()[0].pid
     del p
     gc.collect()
     deadline = time.monotonic() + 5
@@ -195,7 +195,7 @@ def test_host_sigkill_takes_every_worker_with_it(tmp_path):
     script.write_text(textwrap.dedent("""
         import sys, time, slither
         p = slither.Pool(2)
-        print(" ".join(str(w["pid"]) for w in p.workers_info()), flush=True)
+        print(" ".join(str(w.pid) for w in p.workers_info()), flush=True)
         time.sleep(60)
     """))
     host = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)

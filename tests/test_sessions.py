@@ -69,7 +69,7 @@ def test_session_cleanup_runs_on_close(pool):
 def test_broadcast_reaches_every_worker_once(pool):
     replies = pool.broadcast("_helpers:pid_of", None)
     assert sorted(replies) == [0, 1]
-    assert {r.pid for r in replies.values()} == {w["pid"] for w in pool.workers_info()}
+    assert {r.pid for r in replies.values()} == {w.pid for w in pool.workers_info()}
     assert all(r.value == r.pid for r in replies.values())
     with pytest.raises(ValueError):
         pool.broadcast("_helpers:boom", 1)
@@ -91,7 +91,7 @@ def test_telemetry_events_reach_subscribers(pool):
     events = []
     unsubscribe = pool.subscribe(events.append)
     pool.map("_helpers:inc", range(20), batch_size=5)
-    victim = pool.workers_info()[0]["pid"]
+    victim = pool.workers_info()[0].pid
     os.kill(victim, signal.SIGKILL)
     assert pool.wait_ready(30)
     deadline = time.monotonic() + 5

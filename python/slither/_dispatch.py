@@ -425,6 +425,9 @@ def failure_of(c: Completion, what: str, pinned: bool = False) -> tuple[str, Bas
             f"{what} overran its {data:g} s timeout on {where}; the worker was killed and replaced"), None
     if kind == "session_lost":
         return "session_lost", errors.SessionLost(f"the session's {where} died before running {what}"), None
+    if kind == "protocol":
+        return "crash", errors.ProtocolError(
+            f"{where} broke the frame protocol while running {what}: {data}; it was killed and replaced"), None
     return "aborted", errors.PoolClosed(f"{what} was not run: {data}"), None
 
 

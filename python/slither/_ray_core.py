@@ -333,7 +333,7 @@ class RayCore:
                 self._outstanding -= 1
 
     # -- sessions, introspection --------------------------------------------------------------
-    def open_session(self) -> tuple[int, int]:
+    def open_session(self, timeout: float = 60.0) -> tuple[int, int]:
         with self._lock:
             slot = min(self._slots, key=lambda s: (s.sessions, s.pending, s.index))
             slot.sessions += 1
@@ -348,11 +348,11 @@ class RayCore:
     def session_alive(self, worker: int, generation: int) -> bool:
         return self._slots[worker].generation == generation
 
-    def workers(self) -> list[dict[str, Any]]:
-        return [{"index": s.index, "pid": s.pid, "generation": s.generation, "state": "ready", "python": s.python,
-                 "gil": s.gil, "free_threaded_build": False} for s in self._slots]
+    def workers(self) -> list[_slither.WorkerInfo]:
+        return [_slither.WorkerInfo(index=s.index, pid=s.pid, generation=s.generation, state="ready",
+                                    python=s.python, gil=s.gil) for s in self._slots]
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> _slither.PoolStats:
         try:
             rss = ray.get([s.actor.rss.remote() for s in self._slots], timeout=10)
         except Exception:
@@ -361,12 +361,12 @@ class RayCore:
         out = []
         for s, r in zip(self._slots, rss):
             s.rss, s.peak_rss = r, max(s.peak_rss, r)
-            out.append({"index": s.index, "pid": s.pid, "generation": s.generation, "state": "ready",
-                        "batches": s.batches, "items": s.items, "failures": s.failures, "restarts": s.restarts,
-                        "uptime_s": now - s.started, "rss_bytes": s.rss, "peak_rss_bytes": s.peak_rss,
-                        "in_flight": s.pending, "python": s.python, "gil": s.gil, "sessions": s.sessions})
-        return {"workers": out, "queued": 0, "in_flight": self._outstanding, "max_in_flight_seen": self._max_seen,
-                "broken": None, "closed": self._stopped}
+            out.append(_slither.WorkerStats(
+                index=s.index, pid=s.pid, generation=s.generation, state="ready", batches=s.batches, items=s.items,
+                failures=s.failures, restarts=s.restarts, uptime_s=now - s.started, rss_bytes=s.rss,
+                peak_rss_bytes=s.peak_rss, in_flight=s.pending, python=s.python, gil=s.gil, sessions=s.sessions))
+        return _slither.PoolStats(workers=out, in_flight=self._outstanding, max_in_flight_seen=self._max_seen,
+                                  closed=self._stopped)
 
     def set_events(self, on: bool) -> None:
         """Ray reports its own events (``ray.util.state``); slither's pool events are not recorded here."""

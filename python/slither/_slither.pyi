@@ -1,9 +1,10 @@
 """Type stubs for the native module (slither_py). The public API is in slither.pool, slither.store, ..."""
 
-from typing import Any
+from typing import Any, final
 
 __version__: str
 BUILD_GIL: bool
+PROTOCOL: dict[str, Any]
 
 class SlitherError(Exception): ...
 class PoolClosed(SlitherError): ...
@@ -52,6 +53,63 @@ class RunCore:
     @property
     def max_in_flight_seen(self) -> int: ...
 
+@final
+class WorkerInfo:
+    """One worker slot now. ``state``: "starting", "ready", "draining", "dead" or "stopped"."""
+
+    index: int
+    pid: int
+    generation: int
+    state: str
+    python: str
+    gil: bool
+    free_threaded_build: bool
+    def __init__(
+        self, *, index: int, pid: int, generation: int, state: str, python: str, gil: bool,
+        free_threaded_build: bool = False,
+    ) -> None: ...
+
+@final
+class WorkerStats:
+    """One worker slot's counters over every process it held (see the class docstring for each)."""
+
+    index: int
+    pid: int
+    generation: int
+    state: str
+    batches: int
+    items: int
+    failures: int
+    restarts: int
+    recycles: int
+    uptime_s: float
+    rss_bytes: int
+    peak_rss_bytes: int
+    in_flight: int
+    python: str
+    gil: bool
+    sessions: int
+    def __init__(
+        self, *, index: int, pid: int, generation: int, state: str, batches: int = 0, items: int = 0,
+        failures: int = 0, restarts: int = 0, recycles: int = 0, uptime_s: float = 0.0, rss_bytes: int = 0,
+        peak_rss_bytes: int = 0, in_flight: int = 0, python: str = "", gil: bool = True, sessions: int = 0,
+    ) -> None: ...
+
+@final
+class PoolStats:
+    """The pool now: per-worker stats, queued and in-flight batches, whether it broke or closed."""
+
+    workers: list[WorkerStats]
+    queued: int
+    in_flight: int
+    max_in_flight_seen: int
+    broken: str | None
+    closed: bool
+    def __init__(
+        self, *, workers: list[WorkerStats], queued: int = 0, in_flight: int = 0, max_in_flight_seen: int = 0,
+        broken: str | None = None, closed: bool = False,
+    ) -> None: ...
+
 class PoolCore:
     def __init__(self, config: dict[str, Any], init_payload: bytes, store: StoreCore | None = None) -> None: ...
     def wait_ready(self, timeout: float | None = None) -> bool: ...
@@ -66,11 +124,12 @@ class PoolCore:
         pin: tuple[int, int] | None = None,
     ) -> int: ...
     def cancel(self, run: RunCore) -> None: ...
-    def open_session(self) -> tuple[int, int]: ...
+    def open_session(self, timeout: float = 60.0) -> tuple[int, int]: ...
+    def record_failures(self, worker: int, generation: int, count: int) -> None: ...
     def close_session(self, worker: int, generation: int) -> None: ...
     def session_alive(self, worker: int, generation: int) -> bool: ...
-    def workers(self) -> list[dict[str, Any]]: ...
-    def stats(self) -> dict[str, Any]: ...
+    def workers(self) -> list[WorkerInfo]: ...
+    def stats(self) -> PoolStats: ...
     @property
     def size(self) -> int: ...
     def set_events(self, on: bool) -> None: ...

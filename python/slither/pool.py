@@ -36,7 +36,7 @@ from slither._workerpath import worker_env
 from slither.batching import Batching, resolve_batching
 from slither.outcome import Outcome, Reply
 from slither.session import Session
-from slither.stats import PoolStats
+from slither.stats import PoolStats, WorkerInfo
 from slither.telemetry import Telemetry
 
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
@@ -178,7 +178,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
             self.terminate()
             raise errors.PoolBroken(f"workers did not become ready within startup_timeout={startup_timeout} s")
         host = ".".join(map(str, sys.version_info[:2]))
-        versions = {".".join(w["python"].split(".")[:2]) for w in self._core.workers()}
+        versions = {".".join(w.python.split(".")[:2]) for w in self._core.workers()}
         # Functions pickled by value carry bytecode, which only the same Python version can run.
         self._by_value_ok = versions <= {host}
         self._versions = (host, sorted(versions))
@@ -557,7 +557,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
     def broadcast(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> dict[int, Reply]:
         """Calls ``fn(*args, **kwargs)`` exactly once on every live worker: ``{worker index: Reply}``."""
         self._check_open()
-        targets = [(w["index"], w["generation"], w["pid"]) for w in self._core.workers() if w["state"] == "ready"]
+        targets = [(w.index, w.generation, w.pid) for w in self._core.workers() if w.state == "ready"]
         ref = function_ref(fn)
         check_transferable(self, ref, describe(fn))
         payload = pickle.dumps((ref, "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
@@ -586,10 +586,10 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         return Session(self, name, worker, generation, cleanup)
 
     def stats(self) -> PoolStats:
-        return PoolStats.from_core(self._core.stats())
+        return self._core.stats()
 
-    def workers_info(self) -> list[dict[str, Any]]:
-        """Per worker: index, pid, generation, state, Python version, whether its GIL is on."""
+    def workers_info(self) -> list[WorkerInfo]:
+        """Per worker slot: index, pid, generation, state, Python version, whether its GIL is on."""
         return list(self._core.workers())
 
     def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:

@@ -24,7 +24,7 @@ class Session:
         self.generation = generation
         self._cleanup = cleanup
         self._closed = False
-        self.pid = next((w["pid"] for w in pool.workers_info() if w["index"] == worker), 0)
+        self.pid = next((w.pid for w in pool.workers_info() if w.index == worker), 0)
 
     @property
     def _pin(self) -> tuple[int, int]:

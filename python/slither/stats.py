@@ -1,51 +1,15 @@
-"""Pool statistics as plain frozen dataclasses (read from the core in one call)."""
+"""Pool statistics and worker descriptions: frozen objects with named fields, built by the native core.
+
+``Pool.stats()`` returns a :class:`PoolStats`; ``Pool.workers_info()`` a list of :class:`WorkerInfo`. What
+each counter counts is in the classes' docstrings (``help(slither.WorkerStats)``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from slither._native import _slither
 
+PoolStats = _slither.PoolStats
+WorkerStats = _slither.WorkerStats
+WorkerInfo = _slither.WorkerInfo
 
-@dataclass(frozen=True)
-class WorkerStats:
-    index: int
-    pid: int
-    generation: int
-    state: str
-    batches: int
-    items: int
-    failures: int
-    restarts: int
-    uptime_s: float
-    rss_bytes: int
-    """Resident memory now, read by the supervisor from /proc."""
-    peak_rss_bytes: int
-    """The highest resident memory any process in this slot reached (the kernel's high-water mark)."""
-    in_flight: int
-    python: str
-    gil: bool
-    sessions: int
-
-
-@dataclass(frozen=True)
-class PoolStats:
-    workers: list[WorkerStats]
-    queued: int
-    """Batches waiting in the core for room on a worker's channel."""
-    in_flight: int
-    """Batches written to workers and not yet answered."""
-    max_in_flight_seen: int
-    """The most batches ever submitted and unanswered at once (queued + in flight), pool-wide."""
-    broken: str | None
-    closed: bool
-
-    @classmethod
-    def from_core(cls, raw: dict[str, Any]) -> PoolStats:
-        return cls(
-            workers=[WorkerStats(**w) for w in raw["workers"]],
-            queued=raw["queued"],
-            in_flight=raw["in_flight"],
-            max_in_flight_seen=raw["max_in_flight_seen"],
-            broken=raw["broken"],
-            closed=raw["closed"],
-        )
+__all__ = ["PoolStats", "WorkerInfo", "WorkerStats"]

@@ -125,10 +125,11 @@ pub fn to_pyerr(e: Error) -> PyErr {
         Error::Io(_) => SlitherError::new_err(msg),
         Error::SessionLost { .. } => SessionLost::new_err(msg),
         Error::NoSuchWorker(_) => config_err(msg),
-        Error::Protocol(_) => ProtocolError::new_err(msg),
+        Error::FrameTooLarge { .. } => SerializationError::new_err(msg),
+        Error::ForkedChild { .. } => PoolClosed::new_err(msg),
+        Error::Timeout(_) => PyTimeoutError::new_err(msg),
         Error::Store(_) => StoreError::new_err(msg),
         Error::Config(_) => config_err(msg),
-        Error::Timeout => SlitherError::new_err(msg),
     }
 }
 

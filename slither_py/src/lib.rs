@@ -3,6 +3,7 @@
 
 mod errors;
 mod pool;
+mod stats;
 mod store;
 mod wait;
 
@@ -17,6 +18,7 @@ fn _slither(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BUILD_GIL", BUILD_GIL)?;
     errors::register(m)?;
     pool::register(m)?;
+    stats::register(m)?;
     store::register(m)?;
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! `PoolCore` and `RunCore`: frozen handles over the core pool. Payloads cross as bytes; configuration,
-//! statistics and events cross with pythonize.
+//! `PoolCore` and `RunCore`: frozen handles over the core pool. Payloads cross as bytes; configuration and
+//! telemetry events cross with pythonize; completions and statistics as frozen pyclasses.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -11,6 +11,7 @@ use slither_core::pool::{Job, Outcome, Pin, Pool, Run};
 use slither_core::PoolConfig;
 
 use crate::errors::{config_err, to_pyerr};
+use crate::stats::{PoolStats, WorkerInfo};
 use crate::store::StoreCore;
 use crate::wait::wait_for;
 
@@ -116,10 +117,11 @@ impl PoolCore {
         }
     }
 
-    fn new_run(&self) -> RunCore {
-        RunCore {
-            run: self.pool.new_run(),
-        }
+    /// A new stream of batches. Raises PoolClosed once `close` began (runs opened before may still submit).
+    fn new_run(&self) -> PyResult<RunCore> {
+        Ok(RunCore {
+            run: self.pool.new_run().map_err(to_pyerr)?,
+        })
     }
 
     /// Queues one batch; never waits for a worker. Returns the pool-wide batch id.
@@ -154,11 +156,30 @@ impl PoolCore {
         self.pool.cancel(&run.get().run)
     }
 
-    fn open_session(&self) -> PyResult<(usize, u64)> {
-        self.pool
-            .open_session()
-            .map(|p| (p.worker, p.generation))
-            .map_err(to_pyerr)
+    /// Pins a session to the least loaded ready worker, waiting up to `timeout` seconds for one to be ready.
+    #[pyo3(signature = (timeout=60.0))]
+    fn open_session(&self, py: Python<'_>, timeout: f64) -> PyResult<(usize, u64)> {
+        let pool = &self.pool;
+        let until = deadline(Some(timeout)).expect("a deadline");
+        let got = wait_for(py, Some(until), |slice| {
+            let left = until.saturating_duration_since(Instant::now());
+            match pool.open_session(slice.min(left)) {
+                Ok(p) => Some(Ok(p)),
+                Err(slither_core::Error::Timeout(_)) if Instant::now() < until => None,
+                Err(e) => Some(Err(e)),
+            }
+        })?;
+        match got {
+            Some(r) => r.map(|p| (p.worker, p.generation)).map_err(to_pyerr),
+            None => Err(to_pyerr(slither_core::Error::Timeout(format!(
+                "no worker became ready to open a session on within {timeout} s"
+            )))),
+        }
+    }
+
+    /// Counts `count` per-item failures (exceptions inside an answered batch) toward a worker's statistics.
+    fn record_failures(&self, worker: usize, generation: u64, count: u64) {
+        self.pool.record_failures(worker, generation, count)
     }
 
     fn close_session(&self, worker: usize, generation: u64) {
@@ -169,12 +190,21 @@ impl PoolCore {
         self.pool.session_alive(Pin { worker, generation })
     }
 
-    fn workers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        pythonize(py, &self.pool.workers()).map_err(|e| config_err(e.to_string()))
+    /// One `WorkerInfo` per worker slot.
+    fn workers(&self) -> PyResult<Vec<WorkerInfo>> {
+        Ok(self
+            .pool
+            .workers()
+            .map_err(to_pyerr)?
+            .into_iter()
+            .map(WorkerInfo::from)
+            .collect())
     }
 
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        pythonize(py, &self.pool.stats()).map_err(|e| config_err(e.to_string()))
+    /// Pool and per-worker statistics, with resident memory read now.
+    fn stats(&self, py: Python<'_>) -> PyResult<PoolStats> {
+        let pool = &self.pool;
+        Ok(py.detach(|| pool.stats()).map_err(to_pyerr)?.into())
     }
 
     #[getter]
@@ -250,6 +280,7 @@ impl RunCore {
             Outcome::Timeout { seconds } => ("timeout", seconds.into_pyobject(py)?.into_any().unbind(), None, None),
             Outcome::SessionLost => ("session_lost", none, None, None),
             Outcome::Aborted(why) => ("aborted", why.into_pyobject(py)?.into_any().unbind(), None, None),
+            Outcome::Protocol(why) => ("protocol", why.into_pyobject(py)?.into_any().unbind(), None, None),
         };
         Ok(Some(Completion {
             batch: c.batch,
@@ -261,7 +292,7 @@ impl RunCore {
             exit_code,
             signal,
             duration: c.duration,
-            started: true,
+            started: c.started,
         }))
     }
 
@@ -276,7 +307,24 @@ impl RunCore {
     }
 }
 
+/// The frame format as data, for the contract test against the worker's copy (`_worker/framing.py`):
+/// `{"header_format": "<BQQ", "header_len": 17, "kinds": {"TASK": 1, ...}, "max_frame_bytes": default}`.
+fn protocol<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    let (format, len, kinds) = slither_core::protocol::describe();
+    let d = PyDict::new(py);
+    d.set_item("header_format", format)?;
+    d.set_item("header_len", len)?;
+    let k = PyDict::new(py);
+    for (name, number) in kinds {
+        k.set_item(*name, *number)?;
+    }
+    d.set_item("kinds", k)?;
+    d.set_item("max_frame_bytes", slither_core::protocol::DEFAULT_MAX_FRAME)?;
+    Ok(d)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("PROTOCOL", protocol(m.py())?)?;
     m.add_class::<PoolCore>()?;
     m.add_class::<RunCore>()?;
     m.add_class::<Completion>()?;

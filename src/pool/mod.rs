@@ -1,29 +1,32 @@
 //! The pool: a fixed number of worker slots, each holding one live Python process at a time.
 //!
 //! ```text
-//!  submit(job) ─▶ State (one Mutex) ─ global queue / per-slot pinned queue ─▶ slot outbox ─▶ worker
-//!                     ▲                                                               │
-//!                     └── reader thread per worker: results, store requests, EOF ◀────┘
-//!  supervisor thread: spawns every worker (so the parent-death signal is tied to a thread that lives as long as the
-//!                     pool), reaps exits, attributes crashes and timeouts to the batch at the head of the worker's
-//!                     queue, requeues batches that never started, restarts with backoff, recycles, stops in stages.
+//!  host threads ── submit / cancel / sessions ──▶ Sched (pure state machine, one mutex) ──▶ effects
+//!        ▲                                           ▲                                     │ Write: frame, sent
+//!        │ Run: completions (crossbeam channel)      │ frames, exits, ticks                │   under the lock
+//!        └────────────── Deliver ◀───────────────────┴── supervisor thread: tokio runtime ◀┘ Kill, Spawn, Emit
+//!                                                       (one task per worker; see runtime.rs, worker.rs)
 //! ```
 //!
-//! A worker holds up to `pipeline_depth` batches so it never waits for the host; it runs them in order, so the
-//! oldest unanswered batch is the one executing. That is what a crash or a deadline is charged to.
+//! Threads: each pool has exactly one thread of its own (the supervisor), whatever its size. Host threads
+//! apply their events to the scheduler themselves and write small frames directly; completions reach them
+//! through their run's channel, which they wait on with the interpreter released (in the binding).
 
 mod outbox;
-mod reader;
+mod reaper;
+mod runtime;
+mod sched;
+#[cfg(test)]
+mod sched_tests;
 mod spawn;
-mod state;
-mod supervisor;
 #[cfg(test)]
 mod tests;
+mod worker;
 
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use crate::config::PoolConfig;
@@ -31,9 +34,11 @@ use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
 use crate::stats::PoolStats;
 use crate::store::Store;
-pub use state::{Phase, WorkerInfo};
-use state::{Queued, State};
-use supervisor::Command;
+use outbox::Outbox;
+use reaper::Reaper;
+use runtime::Command;
+use sched::{Effect, Effects, Sched};
+pub use sched::{Phase, WorkerInfo};
 
 /// What the host asks a worker to run. `payload` is opaque (pickled by the Python layer).
 #[derive(Debug, Clone)]
@@ -69,8 +74,10 @@ pub enum Outcome {
     Timeout { seconds: f64 },
     /// The batch was pinned to a worker that died or was replaced before running it.
     SessionLost,
-    /// The pool stopped (broken or terminated) before the batch ran.
+    /// The pool stopped (broken or terminated) or the run was cancelled.
     Aborted(String),
+    /// Its worker broke the frame protocol while running it (named); the worker was killed and replaced.
+    Protocol(String),
 }
 
 #[derive(Debug, Clone)]
@@ -80,8 +87,10 @@ pub struct Completion {
     pub worker: Option<usize>,
     pub pid: u32,
     pub outcome: Outcome,
-    /// Seconds from the moment the batch became its worker's current batch to its answer.
+    /// Seconds from the moment the worker started the batch to its answer.
     pub duration: f64,
+    /// Whether the worker had started the batch.
+    pub started: bool,
 }
 
 pub(crate) struct RunShared {
@@ -98,7 +107,7 @@ impl RunShared {
 
     fn deliver(&self, c: Completion) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if !self.cancelled.load(Ordering::Acquire) {
+        if !self.is_cancelled() {
             let _ = self.tx.send(c);
         }
     }
@@ -131,81 +140,220 @@ impl Run {
     }
 }
 
+/// The I/O side of a slot, apart from the scheduler's data: how to write to and signal its process.
+#[derive(Default)]
+struct SlotIo {
+    generation: u64,
+    pid: u32,
+    outbox: Option<Arc<Outbox>>,
+    /// Reaped: the pid (and group id) may belong to someone else now; never signal it again.
+    reaped: bool,
+}
+
 pub(crate) struct Shared {
     pub cfg: PoolConfig,
-    pub init_payload: Vec<u8>,
-    pub state: Mutex<State>,
-    pub changed: Condvar,
-    pub commands: Sender<Command>,
+    sched: Mutex<Sched>,
+    changed: Condvar,
+    io: Vec<Mutex<SlotIo>>,
+    commands: tokio::sync::mpsc::UnboundedSender<Command>,
     pub store: Option<Arc<Store>>,
     pub events: EventBus,
+    reaper: Mutex<Option<Reaper>>,
+    supervisor: OnceLock<ThreadId>,
 }
 
 impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn lock(&self) -> MutexGuard<'_, Sched> {
+        self.sched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn io(&self, i: usize) -> MutexGuard<'_, SlotIo> {
+        self.io[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies one event to the scheduler and carries out its effects: frames are written while the
+    /// scheduler's lock is held (so their order is the scheduler's), everything else after it is released.
+    pub fn apply<T>(self: &Arc<Self>, event: impl FnOnce(&mut Sched, &mut Effects) -> T) -> T {
+        let mut fx = Effects::new();
+        let (out, rest) = {
+            let mut s = self.lock();
+            let out = event(&mut s, &mut fx);
+            let mut rest = Vec::new();
+            for e in fx {
+                match e {
+                    Effect::Write {
+                        worker,
+                        generation,
+                        kind,
+                        id,
+                        payload,
+                    } => {
+                        let io = self.io(worker);
+                        if io.generation == generation {
+                            if let Some(o) = &io.outbox {
+                                o.send(kind, id, payload);
+                            }
+                        }
+                    }
+                    other => rest.push(other),
+                }
+            }
+            (out, rest)
+        };
+        self.changed.notify_all();
+        for e in rest {
+            match e {
+                Effect::Deliver { run, completion } => run.deliver(completion),
+                Effect::Kill { worker, generation } => self.signal(worker, generation, libc::SIGKILL),
+                Effect::Term { worker, generation } => self.signal(worker, generation, libc::SIGTERM),
+                Effect::Emit(ev) => self.events.emit(|| ev),
+                Effect::Spawn { worker, generation } => {
+                    if self.supervisor.get() == Some(&std::thread::current().id()) {
+                        runtime::spawn_slot(self, worker, generation);
+                    } else {
+                        let _ = self.commands.send(Command::Spawn { worker, generation });
+                    }
+                }
+                Effect::Write { .. } => unreachable!("written above"),
+            }
+        }
+        out
+    }
+
+    fn signal(&self, worker: usize, generation: u64, sig: i32) {
+        let io = self.io(worker);
+        if io.generation == generation && !io.reaped {
+            spawn::signal_worker(io.pid, sig);
+        }
+    }
+
+    /// Records the I/O handles of a freshly spawned process.
+    fn install(&self, worker: usize, generation: u64, pid: u32, outbox: Arc<Outbox>) {
+        *self.io(worker) = SlotIo {
+            generation,
+            pid,
+            outbox: Some(outbox),
+            reaped: false,
+        };
+    }
+
+    /// After the process exited: kills what it left in its group, tells the reaper, reaps it. Signals meant
+    /// for this process are refused from here on (its pid may be reused once reaped).
+    fn reap_worker(
+        &self,
+        worker: usize,
+        generation: u64,
+        pid: u32,
+        reap: impl FnOnce(u32) -> (Option<i32>, Option<String>),
+    ) -> (Option<i32>, Option<String>) {
+        let mut io = self.io(worker);
+        // The exited process is a zombie until reaped: its group id cannot be reused yet.
+        unsafe {
+            libc::killpg(pid as libc::pid_t, libc::SIGKILL);
+        }
+        if let Some(r) = self.reaper.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            r.remove(pid);
+        }
+        if io.generation == generation {
+            io.reaped = true;
+            io.outbox = None;
+        }
+        let status = reap(pid);
+        drop(io);
+        status
     }
 }
 
 pub struct Pool {
     shared: Arc<Shared>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// The process that created the pool: a forked child must never use (or stop) it.
+    owner: u32,
 }
 
 impl Pool {
-    /// Starts the supervisor, which spawns every worker. Use [`Pool::wait_ready`] to wait for their hello.
+    /// Starts the supervisor, which spawns every worker. Use [`Pool::wait_ready`] to wait for them.
     pub fn start(cfg: PoolConfig, init_payload: Vec<u8>, store: Option<Arc<Store>>) -> Result<Pool> {
         cfg.validate()?;
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(cfg.workers)),
+            sched: Mutex::new(Sched::new(cfg.clone(), init_payload, Instant::now())),
+            io: (0..cfg.workers).map(|_| Mutex::new(SlotIo::default())).collect(),
             cfg,
-            init_payload,
             changed: Condvar::new(),
             commands: tx,
             store,
             events: EventBus::default(),
+            reaper: Mutex::new(None),
+            supervisor: OnceLock::new(),
         });
-        let sup_shared = shared.clone();
+        let sup = shared.clone();
         let handle = std::thread::Builder::new()
             .name("slither-supervisor".into())
-            .spawn(move || supervisor::run(sup_shared, rx))
+            .spawn(move || {
+                let _ = sup.supervisor.set(std::thread::current().id());
+                runtime::run(sup, rx)
+            })
             .map_err(Error::from)?;
         Ok(Pool {
             shared,
             supervisor: Mutex::new(Some(handle)),
+            owner: std::process::id(),
         })
     }
 
-    /// Waits up to `slice` for every worker to be ready. `Ok(true)` when all are, `Ok(false)` to call again.
+    fn owned(&self) -> Result<()> {
+        if std::process::id() == self.owner {
+            Ok(())
+        } else {
+            Err(Error::ForkedChild { owner: self.owner })
+        }
+    }
+
+    fn usable(&self, s: &Sched) -> Result<()> {
+        if let Some(why) = &s.broken {
+            return Err(Error::PoolBroken(why.clone()));
+        }
+        if s.stopping {
+            return Err(Error::PoolClosed);
+        }
+        Ok(())
+    }
+
+    /// Waits up to `slice` for every worker slot to hold a ready process. `Ok(true)` when all do, `Ok(false)`
+    /// to call again. Never true while a slot holds a dead or starting process.
     pub fn wait_ready(&self, slice: Duration) -> Result<bool> {
-        self.wait_until(slice, |st| {
-            if let Some(why) = &st.broken {
+        self.owned()?;
+        self.wait_until(slice, |s| {
+            if let Some(why) = &s.broken {
                 return Some(Err(Error::PoolBroken(why.clone())));
             }
-            if st.closed {
+            if s.stopping {
                 return Some(Err(Error::PoolClosed));
             }
-            st.slots.iter().all(|s| s.phase == Phase::Ready).then_some(Ok(true))
+            s.all_ready().then_some(Ok(true))
         })
     }
 
     /// Waits on the scheduler's condition until `done` has an answer, or `slice` passes (`Ok(false)`).
-    fn wait_until(&self, slice: Duration, mut done: impl FnMut(&mut State) -> Option<Result<bool>>) -> Result<bool> {
+    fn wait_until<T>(&self, slice: Duration, mut done: impl FnMut(&mut Sched) -> Option<Result<T>>) -> Result<T>
+    where
+        T: Default,
+    {
         let deadline = Instant::now() + slice;
-        let mut st = self.shared.lock();
+        let mut s = self.shared.lock();
         loop {
-            if let Some(answer) = done(&mut st) {
+            if let Some(answer) = done(&mut s) {
                 return answer;
             }
             let now = Instant::now();
             if now >= deadline {
-                return Ok(false);
+                return Ok(T::default());
             }
-            st = self
+            s = self
                 .shared
                 .changed
-                .wait_timeout(st, deadline - now)
+                .wait_timeout(s, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
@@ -219,7 +367,16 @@ impl Pool {
         self.shared.cfg.workers
     }
 
-    pub fn new_run(&self) -> Run {
+    /// A new stream of batches. Refused once `close` began (runs opened before may still submit).
+    pub fn new_run(&self) -> Result<Run> {
+        self.owned()?;
+        {
+            let s = self.shared.lock();
+            self.usable(&s)?;
+            if s.closing {
+                return Err(Error::PoolClosed);
+            }
+        }
         let (tx, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(RunShared {
             tx,
@@ -227,107 +384,98 @@ impl Pool {
             in_flight: AtomicUsize::new(0),
             max_seen: AtomicUsize::new(0),
         });
-        Run { shared, rx }
+        Ok(Run { shared, rx })
     }
 
     /// Queues one batch for `run`; returns its pool-wide batch id. Never blocks on a worker.
     pub fn submit(&self, run: &Run, job: Job) -> Result<u64> {
-        let mut st = self.shared.lock();
-        if let Some(why) = &st.broken {
-            return Err(Error::PoolBroken(why.clone()));
+        self.owned()?;
+        let limit = self.shared.cfg.max_frame_bytes;
+        if job.payload.len() as u64 > limit {
+            return Err(Error::FrameTooLarge {
+                bytes: job.payload.len() as u64,
+                limit,
+            });
         }
-        if st.closed {
-            return Err(Error::PoolClosed);
-        }
-        if let Some(pin) = job.pin {
-            let slot = st.slots.get(pin.worker).ok_or(Error::NoSuchWorker(pin.worker))?;
-            if slot.generation != pin.generation || !slot.phase.accepts_pinned() {
-                return Err(Error::SessionLost {
-                    worker: pin.worker,
-                    generation: pin.generation,
-                });
+        let rs = run.shared.clone();
+        self.shared.apply(|s, fx| {
+            self.usable(s)?;
+            if let Some(pin) = job.pin {
+                if pin.worker >= s.slots.len() {
+                    return Err(Error::NoSuchWorker(pin.worker));
+                }
+                if !s.session_alive(pin.worker, pin.generation) {
+                    return Err(Error::SessionLost {
+                        worker: pin.worker,
+                        generation: pin.generation,
+                    });
+                }
             }
-        }
-        let n = run.shared.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-        run.shared.max_seen.fetch_max(n, Ordering::AcqRel);
-        let batch = st.next_batch;
-        st.next_batch += 1;
-        let q = Queued {
-            batch,
-            job,
-            run: run.shared.clone(),
-        };
-        st.enqueue(q, &self.shared);
-        Ok(batch)
+            let n = rs.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+            rs.max_seen.fetch_max(n, Ordering::AcqRel);
+            Ok(s.submit(job, rs, fx))
+        })
     }
 
     /// Cancels a run: its completions stop, its batches that no worker has started are dropped, and a worker
     /// running one of its batches is killed and replaced, so an interrupted call leaves no busy worker behind.
     pub fn cancel(&self, run: &Run) {
-        run.shared.cancelled.store(true, Ordering::Release);
-        let mut st = self.shared.lock();
-        st.drop_queued_of(&run.shared);
-        for slot in st.slots.iter_mut() {
-            let head = slot
-                .sent
-                .front()
-                .filter(|q| Arc::ptr_eq(&q.run, &run.shared))
-                .map(|q| q.batch);
-            if let (Some(batch), None, Phase::Ready | Phase::Draining) = (head, slot.kill_reason, slot.phase) {
-                slot.kill_reason = Some(state::KillReason::Cancelled { batch });
-                spawn::signal_group(slot.pid, libc::SIGKILL);
-            }
+        if self.owned().is_err() {
+            return;
         }
+        run.shared.cancelled.store(true, Ordering::Release);
+        let rs = run.shared.clone();
+        self.shared.apply(|s, fx| s.cancel(&rs, fx));
     }
 
-    /// Pins a new session to the least loaded ready worker.
-    pub fn open_session(&self) -> Result<Pin> {
-        let mut st = self.shared.lock();
-        if let Some(why) = &st.broken {
-            return Err(Error::PoolBroken(why.clone()));
-        }
-        if st.closed {
-            return Err(Error::PoolClosed);
-        }
-        let slot = st
-            .slots
-            .iter_mut()
-            .filter(|s| s.phase == Phase::Ready)
-            .min_by_key(|s| (s.sessions, s.sent.len() + s.pinned.len(), s.index))
-            .ok_or_else(|| Error::PoolBroken("no worker is ready".into()))?;
-        slot.sessions += 1;
-        Ok(Pin {
-            worker: slot.index,
-            generation: slot.generation,
+    /// Pins a new session to the least loaded ready worker, waiting up to `timeout` for one to be ready
+    /// (after a crash or during a recycle none may be for a moment).
+    pub fn open_session(&self, timeout: Duration) -> Result<Pin> {
+        self.owned()?;
+        let got = self.wait_until(timeout, |s| {
+            if let Err(e) = self.usable(s) {
+                return Some(Err(e));
+            }
+            s.open_session()
+                .map(|(worker, generation)| Ok(Some(Pin { worker, generation })))
+        })?;
+        got.ok_or_else(|| {
+            Error::Timeout(format!(
+                "no worker became ready to open a session on within {:.3} s",
+                timeout.as_secs_f64()
+            ))
         })
     }
 
     pub fn close_session(&self, pin: Pin) {
-        let mut st = self.shared.lock();
-        if let Some(slot) = st.slots.get_mut(pin.worker) {
-            if slot.generation == pin.generation {
-                slot.sessions = slot.sessions.saturating_sub(1);
-            }
+        if self.owned().is_ok() {
+            self.shared.lock().close_session(pin.worker, pin.generation);
         }
     }
 
     /// Whether a pinned session's worker is still the process it was pinned to.
     pub fn session_alive(&self, pin: Pin) -> bool {
-        let st = self.shared.lock();
-        st.slots
-            .get(pin.worker)
-            .is_some_and(|s| s.generation == pin.generation && s.phase.accepts_pinned())
+        self.owned().is_ok() && self.shared.lock().session_alive(pin.worker, pin.generation)
+    }
+
+    /// Counts per-item failures found inside an answered batch toward its worker's statistics.
+    pub fn record_failures(&self, worker: usize, generation: u64, count: u64) {
+        if self.owned().is_ok() {
+            self.shared.lock().record_failures(worker, generation, count);
+        }
     }
 
     /// One entry per worker slot: index, pid, generation, phase, interpreter.
-    pub fn workers(&self) -> Vec<WorkerInfo> {
-        self.shared.lock().slots.iter().map(|s| s.info()).collect()
+    pub fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        self.owned()?;
+        Ok(self.shared.lock().workers())
     }
 
-    /// Statistics, with resident memory read from the OS now rather than at the last tick.
-    pub fn stats(&self) -> PoolStats {
-        supervisor::sample_memory(&self.shared, false);
-        self.shared.lock().stats()
+    /// Statistics, with resident memory read from the OS now.
+    pub fn stats(&self) -> Result<PoolStats> {
+        self.owned()?;
+        runtime::sample_memory(&self.shared, false);
+        Ok(self.shared.lock().stats(Instant::now()))
     }
 
     pub fn events(&self) -> &EventBus {
@@ -338,21 +486,25 @@ impl Pool {
         self.shared.events.receiver()
     }
 
-    /// Stops accepting work. Returns once every submitted batch has answered, or after `slice`
-    /// (`Ok(false)`: call again). Then call [`Pool::shutdown`].
+    /// Stops accepting new runs (runs already open may finish). Returns once every submitted batch has
+    /// answered, or after `slice` (`Ok(false)`: call again). Then call [`Pool::shutdown`].
     pub fn drain(&self, slice: Duration) -> Result<bool> {
-        self.wait_until(slice, |st| {
-            st.closed = true;
-            (st.outstanding() == 0 || st.broken.is_some()).then_some(Ok(true))
+        self.owned()?;
+        self.wait_until(slice, |s| {
+            s.closing = true;
+            (s.outstanding() == 0 || s.broken.is_some() || s.stopping).then_some(Ok(true))
         })
     }
 
     /// Stops every worker: politely (`graceful`: a SHUTDOWN frame first) or at once, then SIGTERM to each
-    /// process group, a bounded grace, then SIGKILL. Unanswered batches complete as `Aborted`. Idempotent.
+    /// process and group, a bounded grace, then SIGKILL. Unanswered batches complete as `Aborted`, saying
+    /// whether they were running. Idempotent; returns when every worker has been reaped.
     pub fn shutdown(&self, graceful: bool) {
+        if self.owned().is_err() {
+            return;
+        }
         let handle = self.supervisor.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(handle) = handle else { return };
-        self.shared.lock().closed = true;
         let _ = self.shared.commands.send(Command::Stop { graceful });
         let _ = handle.join();
     }
@@ -364,6 +516,11 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        if self.owned().is_err() {
+            // A forked child's copy: its workers, threads and locks are the parent's. Touch nothing.
+            std::mem::forget(self.shared.clone());
+            return;
+        }
         self.shutdown(false);
     }
 }

@@ -1,118 +1,145 @@
-//! Sending frames to one worker, in order, without ever blocking the scheduler.
+//! Frames to one worker, in order, never blocking the caller.
 //!
-//! A small frame to a worker with nothing queued is written at once by the caller with a non-blocking send:
-//! no thread hand-off on the latency path. Anything else (a large frame, a full socket buffer, frames
-//! already queued) goes to the worker's writer thread, which may block on the socket. Frames are
-//! accepted only while the scheduler lock is held, so their order is the order batches were assigned.
+//! Any thread may send (a host thread submitting, the supervisor answering a store request). A frame is
+//! written at once with a non-blocking send when nothing is queued ahead of it: no thread hand-off on the
+//! latency path. What the socket does not take now waits in the queue; the worker's writer task on the
+//! supervisor's runtime finishes it when the socket becomes writable. Frames are queued under one mutex, so
+//! their order on the wire is the order they were sent in (the scheduler sends while holding its own lock).
 
-use crossbeam_channel::{Receiver, Sender};
-use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 
-use crate::protocol::{header, write_frame};
+use tokio::sync::Notify;
 
-/// Frames up to this size may be written directly by the caller.
-const DIRECT_MAX: usize = 64 * 1024;
+use crate::protocol::{encode_header, HEADER_LEN};
 
-enum Outgoing {
-    Frame {
-        kind: u8,
-        id: u64,
-        payload: Arc<Vec<u8>>,
-    },
-    /// The unsent tail of a frame whose direct write was cut short.
-    Rest(Vec<u8>),
+struct Pending {
+    header: [u8; HEADER_LEN],
+    payload: Arc<Vec<u8>>,
+    /// Bytes of header and payload already written.
+    done: usize,
 }
 
-struct Wire {
-    stream: UnixStream,
-    /// Held while bytes are being written, by the writer thread or a direct sender.
-    writing: Mutex<()>,
-    /// Frames handed to the writer thread and not yet fully written.
-    queued: AtomicUsize,
+impl Pending {
+    fn len(&self) -> usize {
+        HEADER_LEN + self.payload.len()
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Pending>,
+    closed: bool,
+}
+
+pub(crate) enum Flushed {
+    /// Everything is written.
+    Empty,
+    /// The socket is full; wait until it is writable.
+    Blocked,
+    /// The worker's end is gone; nothing more will be written.
+    Closed,
 }
 
 pub(crate) struct Outbox {
-    wire: Arc<Wire>,
-    tx: Sender<Outgoing>,
+    fd: RawFd,
+    queue: Mutex<Queue>,
+    /// Wakes the writer task when frames wait in the queue.
+    pub wake: Notify,
 }
 
 impl Outbox {
-    /// Starts the worker's writer thread; it ends when the outbox is dropped.
-    pub fn start(index: usize, stream: UnixStream) -> Outbox {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let wire = Arc::new(Wire {
-            stream,
-            writing: Mutex::new(()),
-            queued: AtomicUsize::new(0),
-        });
-        let thread_wire = wire.clone();
-        let _ = std::thread::Builder::new()
-            .name(format!("slither-w{index}-tx"))
-            .spawn(move || drain(&thread_wire, rx));
-        Outbox { wire, tx }
+    /// `fd` must stay open as long as the outbox is used (the worker task owns the socket and closes the
+    /// outbox before dropping it).
+    pub fn new(socket: &impl AsRawFd) -> Outbox {
+        Outbox {
+            fd: socket.as_raw_fd(),
+            queue: Mutex::new(Queue::default()),
+            wake: Notify::new(),
+        }
     }
 
-    /// Queues one frame behind every frame sent before it. Never blocks on the socket.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues one frame behind every frame sent before it, writing what the socket takes now.
     pub fn send(&self, kind: u8, id: u64, payload: Arc<Vec<u8>>) {
-        if payload.len() <= DIRECT_MAX && self.wire.queued.load(Ordering::Acquire) == 0 {
-            if let Ok(_guard) = self.wire.writing.try_lock() {
-                let mut bytes = Vec::with_capacity(payload.len() + 13);
-                bytes.extend_from_slice(&header(kind, id, payload.len()));
-                bytes.extend_from_slice(&payload);
-                match send_nonblocking(&self.wire.stream, &bytes) {
-                    Ok(n) if n == bytes.len() => return,
-                    Ok(n) => {
-                        bytes.drain(..n);
-                        self.wire.queued.fetch_add(1, Ordering::AcqRel);
-                        let _ = self.tx.send(Outgoing::Rest(bytes));
-                        return;
-                    }
-                    // The worker is gone; its reader notices and the supervisor takes over.
-                    Err(_) => return,
+        let mut q = self.lock();
+        if q.closed {
+            return;
+        }
+        q.frames.push_back(Pending {
+            header: encode_header(kind, id, payload.len() as u64),
+            payload,
+            done: 0,
+        });
+        if q.frames.len() == 1 {
+            match flush(self.fd, &mut q) {
+                Flushed::Empty | Flushed::Closed => return,
+                Flushed::Blocked => {}
+            }
+        }
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    /// Writes queued frames until the queue is empty or the socket is full.
+    pub fn flush(&self) -> Flushed {
+        flush(self.fd, &mut self.lock())
+    }
+
+    /// Stops writing for good (the worker is gone); queued frames are dropped.
+    pub fn close(&self) {
+        let mut q = self.lock();
+        q.closed = true;
+        q.frames.clear();
+        drop(q);
+        self.wake.notify_one();
+    }
+}
+
+fn flush(fd: RawFd, q: &mut Queue) -> Flushed {
+    if q.closed {
+        return Flushed::Closed;
+    }
+    while let Some(p) = q.frames.front_mut() {
+        let (head, body): (&[u8], &[u8]) = if p.done < HEADER_LEN {
+            (&p.header[p.done..], &p.payload[..])
+        } else {
+            (&[], &p.payload[p.done - HEADER_LEN..])
+        };
+        let iov = [
+            libc::iovec {
+                iov_base: head.as_ptr() as *mut libc::c_void,
+                iov_len: head.len(),
+            },
+            libc::iovec {
+                iov_base: body.as_ptr() as *mut libc::c_void,
+                iov_len: body.len(),
+            },
+        ];
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = 2;
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            match err.kind() {
+                std::io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                std::io::ErrorKind::Interrupted => continue,
+                _ => {
+                    q.closed = true;
+                    q.frames.clear();
+                    return Flushed::Closed;
                 }
             }
         }
-        self.wire.queued.fetch_add(1, Ordering::AcqRel);
-        let _ = self.tx.send(Outgoing::Frame { kind, id, payload });
-    }
-}
-
-fn drain(wire: &Wire, rx: Receiver<Outgoing>) {
-    let mut stream = &wire.stream;
-    while let Ok(msg) = rx.recv() {
-        let _guard = wire.writing.lock().unwrap_or_else(|p| p.into_inner());
-        let ok = match msg {
-            Outgoing::Frame { kind, id, payload } => write_frame(&mut stream, kind, id, &payload).is_ok(),
-            Outgoing::Rest(bytes) => stream.write_all(&bytes).and_then(|_| stream.flush()).is_ok(),
-        };
-        wire.queued.fetch_sub(1, Ordering::AcqRel);
-        if !ok {
-            break;
+        p.done += n as usize;
+        if p.done >= p.len() {
+            q.frames.pop_front();
         }
     }
-}
-
-/// Writes what the socket takes right now; `Ok(0)`.. when it is full.
-fn send_nonblocking(stream: &UnixStream, bytes: &[u8]) -> std::io::Result<usize> {
-    let n = unsafe {
-        libc::send(
-            stream.as_raw_fd(),
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if n >= 0 {
-        return Ok(n as usize);
-    }
-    let err = std::io::Error::last_os_error();
-    if err.kind() == std::io::ErrorKind::WouldBlock {
-        Ok(0)
-    } else {
-        Err(err)
-    }
+    Flushed::Empty
 }

@@ -1,27 +1,43 @@
-//! Starting one worker process: a private socketpair end as fd 3, its own process group, the parent-death
-//! signal, and its stdout/stderr forwarded line by line to the host's stderr with a `[w<i> pid <p>]` prefix.
+//! Starting one worker process, and the OS calls that end it.
+//!
+//! A worker gets a private socketpair end as fd 3, its own process group (so whatever it forks can be
+//! killed with it), and the parent-death signal (bound to the spawning thread: the pool's supervisor thread,
+//! which lives as long as the pool). Its stdout and stderr are pipes the supervisor forwards. Its exit is
+//! watched through a pidfd, so death is seen when the process exits, not when its channel reaches end of
+//! file (a forked helper may hold the channel open for ever).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{ChildStderr, ChildStdout, Command, Stdio};
 
 use crate::config::PoolConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The fd number the worker finds its channel on.
 pub const CHANNEL_FD: i32 = 3;
 
 pub(crate) struct Spawned {
-    pub child: Child,
+    pub pid: u32,
+    /// The host's end of the worker's channel, non-blocking.
     pub channel: UnixStream,
+    /// Readable when the process exits (None where pidfds are unavailable: exits are then polled).
+    pub pidfd: Option<OwnedFd>,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
 }
 
 pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> Result<Spawned> {
     let (host_end, worker_end) = UnixStream::pair()?;
     let worker_fd = worker_end.as_raw_fd();
     let parent = std::process::id();
+    let output = || {
+        if cfg.forward_output {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        }
+    };
     let mut cmd = Command::new(&cfg.python);
     cmd.args(&cfg.args)
         .envs(&cfg.env)
@@ -31,16 +47,8 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
         .env("SLITHER_PARENT_PID", parent.to_string())
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null())
-        .stdout(if cfg.forward_output {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(if cfg.forward_output {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
+        .stdout(output())
+        .stderr(output());
     if let Some(dir) = &cfg.cwd {
         cmd.current_dir(dir);
     }
@@ -67,51 +75,77 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| {
-        crate::error::Error::PoolBroken(format!("could not start worker interpreter {:?}: {e}", cfg.python))
-    })?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::PoolBroken(format!("could not start worker interpreter {:?}: {e}", cfg.python)))?;
     drop(worker_end);
+    host_end.set_nonblocking(true)?;
     let pid = child.id();
-    if let Some(out) = child.stdout.take() {
-        forward(out, index, pid);
-    }
-    if let Some(err) = child.stderr.take() {
-        forward(err, index, pid);
-    }
     Ok(Spawned {
-        child,
+        pid,
         channel: host_end,
+        pidfd: pidfd_open(pid),
+        stdout: child.stdout.take(),
+        stderr: child.stderr.take(),
     })
+    // `child` is dropped without waiting: the supervisor reaps the pid itself after seeing the exit.
 }
 
-fn forward(stream: impl Read + Send + 'static, index: usize, pid: u32) {
-    let _ = std::thread::Builder::new()
-        .name(format!("slither-w{index}-out"))
-        .spawn(move || {
-            let mut reader = BufReader::with_capacity(64 * 1024, stream);
-            let mut line = Vec::new();
-            let prefix = format!("[w{index} pid {pid}] ");
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        if !line.ends_with(b"\n") {
-                            line.push(b'\n');
-                        }
-                        let mut err = std::io::stderr().lock();
-                        let _ = err.write_all(prefix.as_bytes());
-                        let _ = err.write_all(&line);
-                    }
-                }
-            }
-        });
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    #[cfg(target_os = "linux")]
+    {
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd >= 0 {
+            return Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+        }
+    }
+    let _ = pid;
+    None
 }
 
-/// Sends `sig` to the worker's whole process group (what it forked goes too).
-pub(crate) fn signal_group(pid: u32, sig: i32) {
+/// Whether `pid` has exited, without reaping it (it stays a zombie, so its pid and group id stay ours).
+pub(crate) fn has_exited(pid: u32) -> bool {
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // ECHILD: not our child any more (already reaped): gone.
+    r != 0 || unsafe { info.si_pid() } != 0
+}
+
+/// Reaps an exited worker: `(exit code, signal name)`.
+pub(crate) fn reap(pid: u32) -> (Option<i32>, Option<String>) {
+    let mut status = 0;
+    let r = loop {
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break r;
+    };
+    if r <= 0 {
+        return (None, None);
+    }
+    if libc::WIFEXITED(status) {
+        (Some(libc::WEXITSTATUS(status)), None)
+    } else if libc::WIFSIGNALED(status) {
+        (None, Some(signal_name(libc::WTERMSIG(status))))
+    } else {
+        (None, None)
+    }
+}
+
+/// Sends `sig` to the worker process itself and to its process group: a task that left the group
+/// (`setpgid`) is still hit, and so is everything the worker forked that stayed in it.
+pub(crate) fn signal_worker(pid: u32, sig: i32) {
     if pid > 0 {
         unsafe {
+            libc::kill(pid as libc::pid_t, sig);
             libc::killpg(pid as libc::pid_t, sig);
         }
     }
@@ -131,6 +165,8 @@ pub(crate) fn signal_name(sig: i32) -> String {
         libc::SIGHUP => "SIGHUP",
         libc::SIGUSR1 => "SIGUSR1",
         libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGSYS => "SIGSYS",
+        libc::SIGTRAP => "SIGTRAP",
         _ => return format!("signal {sig}"),
     };
     name.to_string()

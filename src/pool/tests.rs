@@ -128,7 +128,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 fn hello_ready_and_staged_shutdown_leave_no_process() {
     for graceful in [true, false] {
         let pool = started(config(2));
-        let workers = pool.workers();
+        let workers = pool.workers().unwrap();
         assert_eq!(workers.len(), 2);
         assert!(workers
             .iter()
@@ -145,7 +145,7 @@ fn hello_ready_and_staged_shutdown_leave_no_process() {
 #[test]
 fn every_job_completes_once_with_its_tag() {
     let pool = started(config(2));
-    let run = pool.new_run();
+    let run = pool.new_run().unwrap();
     for i in 0..40 {
         pool.submit(
             &run,
@@ -170,7 +170,7 @@ fn every_job_completes_once_with_its_tag() {
     assert_eq!(tags, (0..40).collect());
     assert_eq!(unpickle_repr(&sample.unwrap()), "[7]");
     assert_eq!(run.in_flight(), 0);
-    let stats = pool.stats();
+    let stats = pool.stats().unwrap();
     assert_eq!(stats.workers.iter().map(|w| w.batches).sum::<u64>(), 40);
     assert!(stats.max_in_flight_seen >= run.max_in_flight_seen() && stats.in_flight == 0 && stats.queued == 0);
 }
@@ -178,7 +178,7 @@ fn every_job_completes_once_with_its_tag() {
 #[test]
 fn large_payloads_cross_intact() {
     let pool = started(config(1));
-    let run = pool.new_run();
+    let run = pool.new_run().unwrap();
     let big = "x".repeat(3 << 20);
     pool.submit(&run, job(0, call("builtins:len", vec![P::S(&big)])))
         .unwrap();
@@ -191,7 +191,7 @@ fn large_payloads_cross_intact() {
 #[test]
 fn a_crash_fails_only_its_batch_and_the_worker_is_replaced() {
     let pool = started(config(1));
-    let run = pool.new_run();
+    let run = pool.new_run().unwrap();
     pool.submit(&run, job(0, call("os:_exit", vec![P::I(3)]))).unwrap();
     pool.submit(&run, job(1, call("builtins:abs", vec![P::I(-5)]))).unwrap();
     let mut seen = [next(&run), next(&run)];
@@ -208,16 +208,16 @@ fn a_crash_fails_only_its_batch_and_the_worker_is_replaced() {
     };
     assert_eq!(unpickle_repr(p), "5");
     wait_until("replacement", || {
-        pool.workers()[0].generation == 2 && pool.workers()[0].state == Phase::Ready
+        pool.workers().unwrap()[0].generation == 2 && pool.workers().unwrap()[0].state == Phase::Ready
     });
-    assert_eq!(pool.stats().workers[0].restarts, 1);
+    assert_eq!(pool.stats().unwrap().workers[0].restarts, 1);
 }
 
 #[test]
 fn sigkill_from_outside_is_reported_with_the_signal() {
     let pool = started(config(1));
-    let run = pool.new_run();
-    let pid = pool.workers()[0].pid;
+    let run = pool.new_run().unwrap();
+    let pid = pool.workers().unwrap()[0].pid;
     pool.submit(&run, job(0, call("time:sleep", vec![P::I(30)]))).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
@@ -235,8 +235,8 @@ fn sigkill_from_outside_is_reported_with_the_signal() {
 #[test]
 fn a_deadline_kills_and_replaces_the_worker() {
     let pool = started(config(1));
-    let run = pool.new_run();
-    let old = pool.workers()[0].pid;
+    let run = pool.new_run().unwrap();
+    let old = pool.workers().unwrap()[0].pid;
     let mut j = job(0, call("time:sleep", vec![P::I(30)]));
     j.timeout = Some(Duration::from_millis(200));
     let t0 = Instant::now();
@@ -245,7 +245,7 @@ fn a_deadline_kills_and_replaces_the_worker() {
     assert!(matches!(c.outcome, Outcome::Timeout { .. }), "{:?}", c.outcome);
     assert!(t0.elapsed() < Duration::from_secs(10));
     wait_until("replacement", || {
-        pool.workers()[0].pid != old && pool.workers()[0].state == Phase::Ready
+        pool.workers().unwrap()[0].pid != old && pool.workers().unwrap()[0].state == Phase::Ready
     });
     assert!(!alive(old));
 }
@@ -271,11 +271,11 @@ fn a_crash_loop_breaks_the_pool_after_the_limit() {
 #[test]
 fn pinned_jobs_fail_with_session_lost_once_the_worker_died() {
     let pool = started(config(2));
-    let pin = pool.open_session().unwrap();
-    let pid = pool.workers()[pin.worker].pid;
+    let pin = pool.open_session(Duration::from_secs(10)).unwrap();
+    let pid = pool.workers().unwrap()[pin.worker].pid;
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     wait_until("death noticed", || !pool.session_alive(pin));
-    let run = pool.new_run();
+    let run = pool.new_run().unwrap();
     let mut j = job(0, call("builtins:abs", vec![P::I(1)]));
     j.pin = Some(pin);
     assert!(matches!(pool.submit(&run, j), Err(Error::SessionLost { .. })));
@@ -286,7 +286,7 @@ fn recycling_by_task_count_loses_nothing() {
     let mut cfg = config(1);
     cfg.max_tasks_per_worker = Some(2);
     let pool = started(cfg);
-    let run = pool.new_run();
+    let run = pool.new_run().unwrap();
     for i in 0..8 {
         pool.submit(&run, job(i, call("os:getpid", vec![]))).unwrap();
     }
@@ -301,14 +301,14 @@ fn recycling_by_task_count_loses_nothing() {
 #[test]
 fn cancel_drops_queued_batches() {
     let pool = started(config(1));
-    let run = pool.new_run();
+    let run = pool.new_run().unwrap();
     for i in 0..10 {
         pool.submit(&run, job(i, call("time:sleep", vec![P::I(30)]))).unwrap();
     }
     pool.cancel(&run);
     wait_until("cancelled batches to drain", || run.in_flight() == 0);
     assert!(run.next(Duration::from_millis(100)).is_none());
-    let other = pool.new_run();
+    let other = pool.new_run().unwrap();
     pool.submit(&other, job(0, call("builtins:abs", vec![P::I(-2)])))
         .unwrap();
     assert!(matches!(next(&other).outcome, Outcome::Ok(_)));

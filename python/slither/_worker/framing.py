@@ -1,20 +1,26 @@
-"""Frames on the worker's private channel (fd 3), mirroring `src/protocol.rs`.
+"""Frames on the worker's private channel (fd 3), mirroring ``src/protocol.rs``.
 
-Every frame is ``u32 length | u8 kind | u64 id | payload`` (little-endian), ``length`` counting kind,
-id and payload.
+Every frame is ``u8 kind | u64 id | u64 length | payload`` (little-endian, a 17-byte header; ``length``
+counts the payload). A contract test compares these constants with the Rust ones
+(``slither._slither.PROTOCOL``), so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
+import os
 import struct
+import threading
 
-HEADER = struct.Struct("<IBQ")
+HEADER_FORMAT = "<BQQ"
+HEADER = struct.Struct(HEADER_FORMAT)
+HEADER_LEN = HEADER.size
 
 # host -> worker
 TASK = 1
 SHUTDOWN = 2
 STORE_REPLY = 3
 INIT = 4
+REVOKE = 5
 # worker -> host
 HELLO = 10
 READY = 11
@@ -22,48 +28,56 @@ INIT_FAILED = 12
 RESULT_OK = 13
 RESULT_ERR = 14
 STORE_REQ = 15
+STARTED = 16
+REVOKED = 17
+
+KINDS = {
+    "TASK": TASK, "SHUTDOWN": SHUTDOWN, "STORE_REPLY": STORE_REPLY, "INIT": INIT, "REVOKE": REVOKE,
+    "HELLO": HELLO, "READY": READY, "INIT_FAILED": INIT_FAILED, "RESULT_OK": RESULT_OK,
+    "RESULT_ERR": RESULT_ERR, "STORE_REQ": STORE_REQ, "STARTED": STARTED, "REVOKED": REVOKED,
+}
+
+_SMALL = 65536
 
 
 class Channel:
-    """Blocking frame reader/writer over a raw file descriptor."""
+    """Frames over a raw file descriptor: one reading thread, any number of sending threads."""
 
     def __init__(self, fd: int) -> None:
-        import os
-
         self._fd = fd
-        self._read = os.read
-        self._write = os.write
         self._buf = bytearray()
+        self._wlock = threading.Lock()
 
     def send(self, kind: int, ident: int, payload: bytes | bytearray | memoryview = b"") -> None:
-        header = HEADER.pack(len(payload) + 9, kind, ident)
-        if len(payload) < 65536:
-            self._write_all(header + bytes(payload))
-        else:
-            self._write_all(header)
-            self._write_all(payload)
+        header = HEADER.pack(kind, ident, len(payload))
+        with self._wlock:
+            if len(payload) < _SMALL:
+                self._write_all(header + bytes(payload))
+            else:
+                self._write_all(header)
+                self._write_all(payload)
 
     def _write_all(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         while view:
-            n = self._write(self._fd, view)
+            n = os.write(self._fd, view)
             view = view[n:]
 
     def _fill(self, n: int) -> bool:
         while len(self._buf) < n:
-            chunk = self._read(self._fd, max(n - len(self._buf), 262144))
+            chunk = os.read(self._fd, max(n - len(self._buf), 262144))
             if not chunk:
                 return False
             self._buf += chunk
         return True
 
     def recv(self) -> tuple[int, int, bytes] | None:
-        """The next frame, or None at end of file (the host is gone)."""
-        if not self._fill(13):
+        """The next frame, or None at end of file (the host is gone). Call from one thread only."""
+        if not self._fill(HEADER_LEN):
             return None
-        length, kind, ident = HEADER.unpack_from(self._buf)
-        if not self._fill(4 + length):
+        kind, ident, length = HEADER.unpack_from(self._buf)
+        if not self._fill(HEADER_LEN + length):
             return None
-        payload = bytes(self._buf[13 : 4 + length])
-        del self._buf[: 4 + length]
+        payload = bytes(self._buf[HEADER_LEN : HEADER_LEN + length])
+        del self._buf[: HEADER_LEN + length]
         return kind, ident, payload

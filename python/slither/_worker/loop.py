@@ -1,26 +1,28 @@
-"""The worker's main loop.
+"""The worker's main loop: a reading thread and an executing (main) thread.
 
 ::
 
-    host ──TASK(id, pickle((fn_ref, mode, data)))──▶ run ──▶ RESULT_OK(id, pickle(reply)) ──▶ host
-                                                       └───▶ RESULT_ERR(id, pickle(error)) ─▶ host
-    STORE_REQ/STORE_REPLY interleave when user code reads the store mid-task.
+    fd 3 ─▶ reader thread ─┬─ TASK ──────────▶ inbox ─▶ main thread: STARTED, run, RESULT_OK/RESULT_ERR ─▶ fd 3
+                           ├─ REVOKE(id) ────▶ still waiting in the inbox? REVOKED(id): it will never run
+                           ├─ STORE_REPLY ───▶ the store request waiting for it (user code, any thread)
+                           └─ SHUTDOWN / EOF ▶ main thread returns
 
-Modes: ``"item"`` calls ``fn(x)`` per item and reports per-item errors without failing the rest;
-``"batch"`` calls ``fn(items)`` once and checks that a list of the same length comes back;
-``"call"`` calls ``fn(*args, **kwargs)`` once. An exception is sent with its formatted traceback; if
-the exception itself will not pickle, its type name and message travel instead.
+The reader keeps answering while a task runs: a batch the host pipelined behind a long run can be taken
+back for an idle worker, and store replies reach user code whatever thread asked. Whether a batch runs is
+decided under one lock: the host hears either STARTED (it ran, or runs) or REVOKED (it never will).
+Task semantics (what ``"item"``, ``"batch"`` and ``"call"`` mean) are in ``execute.py``.
 """
 
 from __future__ import annotations
 
-import collections
 import faulthandler
 import os
 import pickle
 import platform
+import queue
 import sys
 import sysconfig
+import threading
 import traceback
 from typing import Any
 
@@ -28,43 +30,77 @@ from slither._worker import framing
 from slither._worker.execute import execute
 from slither._worker.functions import resolve
 
-PROTOCOL = pickle.HIGHEST_PROTOCOL
 EXIT_INIT_FAILED = 3
+_INIT = -1  # the inbox's marker for the INIT frame
 
 
 class Worker:
     def __init__(self, chan: framing.Channel) -> None:
         self.chan = chan
-        self.pending: collections.deque[tuple[int, int, bytes]] = collections.deque()
+        self.inbox: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        # Batches received and not yet started; and those taken back before they started.
+        self.waiting: set[int] = set()
+        self.revoked: set[int] = set()
+        self.replies: dict[int, queue.SimpleQueue[bytes | None]] = {}
         self.store_seq = 0
         self.max_result_bytes = 1 << 30
 
-    # -- the store's transport: one request, one reply, tasks that arrive meanwhile wait their turn
-    def store_request(self, payload: bytes) -> bytes:
-        self.store_seq += 1
-        seq = self.store_seq
-        self.chan.send(framing.STORE_REQ, seq, payload)
+    # -- the reading thread ----------------------------------------------------------------------
+    def read_loop(self) -> None:
         while True:
             frame = self.chan.recv()
             if frame is None:
-                os._exit(0)
+                break
             kind, ident, body = frame
-            if kind == framing.STORE_REPLY and ident == seq:
-                return body
-            self.pending.append(frame)
+            if kind == framing.TASK:
+                with self.lock:
+                    self.waiting.add(ident)
+                self.inbox.put((ident, body))
+            elif kind == framing.REVOKE:
+                with self.lock:
+                    if ident in self.waiting:
+                        self.waiting.discard(ident)
+                        self.revoked.add(ident)
+                        self.chan.send(framing.REVOKED, ident)
+            elif kind == framing.STORE_REPLY:
+                with self.lock:
+                    waiter = self.replies.pop(ident, None)
+                if waiter is not None:
+                    waiter.put(body)
+            elif kind == framing.INIT:
+                self.inbox.put((_INIT, body))
+            elif kind == framing.SHUTDOWN:
+                break
+        # The host is gone or said goodbye: wake everyone who waits on it.
+        with self.lock:
+            waiters, self.replies = list(self.replies.values()), {}
+        for w in waiters:
+            w.put(None)
+        self.inbox.put(None)
 
-    def next_frame(self) -> tuple[int, int, bytes] | None:
-        if self.pending:
-            return self.pending.popleft()
-        return self.chan.recv()
+    # -- the store's transport: any thread may ask; the reader routes the reply ----------------------
+    def store_request(self, payload: bytes) -> bytes:
+        waiter: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        with self.lock:
+            self.store_seq += 1
+            seq = self.store_seq
+            self.replies[seq] = waiter
+        self.chan.send(framing.STORE_REQ, seq, payload)
+        reply = waiter.get()
+        if reply is None:
+            os._exit(0)  # the host is gone
+        return reply
 
+    # -- the main thread -----------------------------------------------------------------------------
     def start(self) -> None:
         self.chan.send(framing.HELLO, 0, _hello())
-        frame = self.chan.recv()
-        if frame is None or frame[0] != framing.INIT:
+        threading.Thread(target=self.read_loop, name="slither-worker-reader", daemon=True).start()
+        first = self.inbox.get()
+        if first is None or first[0] != _INIT:
             os._exit(0)
         try:
-            self.init(pickle.loads(frame[2]) if frame[2] else {})
+            self.init(pickle.loads(first[1]) if first[1] else {})
         except BaseException as exc:
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             self.chan.send(framing.INIT_FAILED, 0, text.encode("utf-8", "replace"))
@@ -75,18 +111,22 @@ class Worker:
         self.max_result_bytes = apply_init(spec, self.store_request)
 
     def serve(self) -> None:
+        inbox, lock, chan = self.inbox, self.lock, self.chan
         while True:
-            frame = self.next_frame()
-            if frame is None or frame[0] == framing.SHUTDOWN:
+            task = inbox.get()
+            if task is None:
                 return
-            kind, ident, body = frame
-            if kind == framing.TASK:
-                self.run_task(ident, body)
-                del body, frame
-
-    def run_task(self, ident: int, body: bytes) -> None:
-        ok, payload = execute(body, self.max_result_bytes)
-        self.chan.send(framing.RESULT_OK if ok else framing.RESULT_ERR, ident, payload)
+            ident, body = task
+            with lock:
+                if ident in self.revoked:
+                    self.revoked.discard(ident)
+                    continue
+                self.waiting.discard(ident)
+                chan.send(framing.STARTED, ident)
+            ok, payload = execute(body, self.max_result_bytes)
+            del body, task
+            chan.send(framing.RESULT_OK if ok else framing.RESULT_ERR, ident, payload)
+            del payload
 
 
 def apply_init(spec: dict[str, Any], store_transport: Any) -> int:

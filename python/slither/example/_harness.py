@@ -30,7 +30,7 @@ class Context:
 
 def header(ctx: Context, pool: slither.Pool, items: int) -> dict[str, Any]:
     info = pool.workers_info()
-    worker_py = sorted({f"{w['python']}, GIL {'on' if w['gil'] else 'off'}" for w in info})
+    worker_py = sorted({f"{w.python}, GIL {'on' if w.gil else 'off'}" for w in info})
     return {
         "cores": os.cpu_count(),
         "workers": pool.size,

@@ -1,0 +1,1 @@
+//! The scheduler's rules, without a process: events in, effects out.

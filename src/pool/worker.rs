@@ -1,0 +1,370 @@
+//! One worker process, seen from the supervisor's runtime: a task that reads its frames and watches its exit,
+//! a task that finishes writes the socket could not take at once, and one per output pipe.
+//!
+//! ```text
+//!   socket readable ─▶ frames ─▶ Sched (started, answered, revoked, hello, ready) / store replies
+//!   pidfd readable  ─▶ read what the worker sent before it died ─▶ kill its group ─▶ reap ─▶ Sched::exited
+//! ```
+//!
+//! A frame is judged by its header before its payload is read (`protocol::check_header`): a worker that
+//! writes garbage on its channel is killed and replaced at once, and never makes the host wait for, or
+//! allocate, bytes that will not come.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use super::outbox::{Flushed, Outbox};
+use super::sched::{Exit, Hello};
+use super::spawn::{has_exited, reap, Spawned};
+use super::{Outcome, Shared};
+use crate::protocol::{self, check_header, decode_header, Header, HEADER_LEN};
+
+/// The last lines a worker wrote to stderr, for the message when it fails to start.
+pub(crate) type Tail = Arc<Mutex<VecDeque<String>>>;
+const TAIL_LINES: usize = 12;
+const CHUNK: usize = 256 * 1024;
+
+/// Registers an owned descriptor with the runtime.
+fn watch<T: AsRawFd>(inner: T, interest: Interest) -> Option<AsyncFd<T>> {
+    // SAFETY: every `T` here (UnixStream, File, OwnedFd) owns its descriptor and keeps it open, unchanged,
+    // until it is dropped with the AsyncFd.
+    unsafe { AsyncFd::register_with_interest(inner, interest) }.ok()
+}
+
+/// Frames assembled from the bytes of a non-blocking socket.
+struct Frames {
+    scratch: Vec<u8>,
+    /// Bytes of `scratch` already consumed.
+    pos: usize,
+    header: [u8; HEADER_LEN],
+    got: usize,
+    payload: Option<(Header, Vec<u8>)>,
+}
+
+enum Read1 {
+    Frame(Header, Vec<u8>),
+    /// Wait for the socket to be readable again.
+    Empty,
+    Eof,
+    Invalid(String),
+}
+
+impl Frames {
+    fn new() -> Frames {
+        Frames {
+            scratch: Vec::new(),
+            pos: 0,
+            header: [0; HEADER_LEN],
+            got: 0,
+            payload: None,
+        }
+    }
+
+    /// The next whole frame, reading from `sock` as needed without blocking.
+    fn next(&mut self, sock: &UnixStream, max_frame: u64) -> Read1 {
+        loop {
+            let pos = &mut self.pos;
+            if let Some((h, data)) = &mut self.payload {
+                let want = h.len as usize - data.len();
+                if want == 0 {
+                    let (h, data) = self.payload.take().expect("present");
+                    return Read1::Frame(h, data);
+                }
+                let buffered = self.scratch.len() - *pos;
+                if buffered > 0 {
+                    let n = want.min(buffered);
+                    data.extend_from_slice(&self.scratch[*pos..*pos + n]);
+                    *pos += n;
+                    continue;
+                }
+                if want >= CHUNK {
+                    // Large payloads are read straight into place.
+                    let len = data.len();
+                    data.resize(len + want.min(64 * CHUNK), 0);
+                    match (&*sock).read(&mut data[len..]) {
+                        Ok(0) => {
+                            data.truncate(len);
+                            return Read1::Eof;
+                        }
+                        Ok(n) => data.truncate(len + n),
+                        Err(e) => {
+                            data.truncate(len);
+                            return io_end(e);
+                        }
+                    }
+                    continue;
+                }
+            } else if self.got < HEADER_LEN {
+                let buffered = self.scratch.len() - *pos;
+                if buffered > 0 {
+                    let n = (HEADER_LEN - self.got).min(buffered);
+                    self.header[self.got..self.got + n].copy_from_slice(&self.scratch[*pos..*pos + n]);
+                    self.got += n;
+                    *pos += n;
+                    if self.got == HEADER_LEN {
+                        let h = decode_header(&self.header);
+                        if let Err(why) = check_header(&h, max_frame) {
+                            return Read1::Invalid(why);
+                        }
+                        self.got = 0;
+                        self.payload = Some((h, Vec::with_capacity(h.len as usize)));
+                    }
+                    continue;
+                }
+            }
+            // Need more bytes in the scratch buffer.
+            self.scratch.clear();
+            self.pos = 0;
+            self.scratch.resize(CHUNK, 0);
+            match (&*sock).read(&mut self.scratch) {
+                Ok(0) => {
+                    self.scratch.clear();
+                    return Read1::Eof;
+                }
+                Ok(n) => self.scratch.truncate(n),
+                Err(e) => {
+                    self.scratch.clear();
+                    return io_end(e);
+                }
+            }
+        }
+    }
+}
+
+fn io_end(e: std::io::Error) -> Read1 {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Read1::Empty,
+        _ => Read1::Eof,
+    }
+}
+
+/// What the worker task keeps between frames.
+struct Conn {
+    sh: Arc<Shared>,
+    index: usize,
+    generation: u64,
+    outbox: Arc<Outbox>,
+    init_failure: Option<String>,
+    /// The worker sent something that cannot be valid; ignore what follows.
+    poisoned: bool,
+}
+
+impl Conn {
+    fn violation(&mut self, why: String) {
+        self.poisoned = true;
+        let (i, g) = (self.index, self.generation);
+        self.sh.apply(|s, fx| s.violation(i, g, why, fx));
+    }
+
+    fn frame(&mut self, h: Header, payload: Vec<u8>) {
+        let (i, g, now) = (self.index, self.generation, Instant::now());
+        match h.kind {
+            protocol::STARTED => self.sh.apply(|s, fx| s.started(i, g, h.id, now, fx)),
+            protocol::RESULT_OK => self
+                .sh
+                .apply(|s, fx| s.answered(i, g, h.id, Outcome::Ok(payload), now, fx)),
+            protocol::RESULT_ERR => self
+                .sh
+                .apply(|s, fx| s.answered(i, g, h.id, Outcome::Err(payload), now, fx)),
+            protocol::REVOKED => self.sh.apply(|s, fx| s.revoked(i, g, h.id, now, fx)),
+            protocol::STORE_REQ => {
+                let reply = match &self.sh.store {
+                    Some(store) => store.handle_worker_request(&payload),
+                    None => crate::store::no_store_reply(),
+                };
+                self.outbox.send(protocol::STORE_REPLY, h.id, Arc::new(reply));
+            }
+            protocol::HELLO => match serde_json::from_slice::<Hello>(&payload) {
+                Ok(hello) => self.sh.apply(|s, fx| s.hello(i, g, hello, fx)),
+                Err(e) => self.violation(format!("the worker sent a malformed HELLO: {e}")),
+            },
+            protocol::READY => self.sh.apply(|s, fx| s.ready(i, g, now, fx)),
+            protocol::INIT_FAILED => self.init_failure = Some(String::from_utf8_lossy(&payload).into_owned()),
+            other => self.violation(format!("the worker sent an unexpected {}", protocol::kind_name(other))),
+        }
+    }
+
+    /// Handles every whole frame readable now. Returns false at end of file.
+    fn read_available(&mut self, frames: &mut Frames, sock: &UnixStream) -> bool {
+        let max = self.sh.cfg.max_frame_bytes;
+        loop {
+            if self.poisoned {
+                // Discard whatever else it wrote.
+                let mut sink = [0u8; 65536];
+                loop {
+                    match (&*sock).read(&mut sink) {
+                        Ok(0) => return false,
+                        Ok(_) => continue,
+                        Err(_) => return true,
+                    }
+                }
+            }
+            match frames.next(sock, max) {
+                Read1::Frame(h, payload) => self.frame(h, payload),
+                Read1::Empty => return true,
+                Read1::Eof => return false,
+                Read1::Invalid(why) => self.violation(why),
+            }
+        }
+    }
+}
+
+/// Serves worker `index` (process `generation`) until it exits; then reports the exit to the scheduler.
+pub(crate) async fn serve(
+    sh: Arc<Shared>,
+    index: usize,
+    generation: u64,
+    sp: Spawned,
+    outbox: Arc<Outbox>,
+    tail: Tail,
+) {
+    let pid = sp.pid;
+    let Some(sock) = watch(sp.channel, Interest::READABLE | Interest::WRITABLE).map(Arc::new) else {
+        return;
+    };
+    if let Some(out) = sp.stdout {
+        tokio::spawn(forward(OwnedFd::from(out), index, pid, None));
+    }
+    if let Some(err) = sp.stderr {
+        tokio::spawn(forward(OwnedFd::from(err), index, pid, Some(tail.clone())));
+    }
+    let writer = tokio::spawn(write_queued(sock.clone(), outbox.clone()));
+    let exit = wait_exit(pid, sp.pidfd);
+    tokio::pin!(exit);
+    let mut conn = Conn {
+        sh: sh.clone(),
+        index,
+        generation,
+        outbox: outbox.clone(),
+        init_failure: None,
+        poisoned: false,
+    };
+    let mut frames = Frames::new();
+    let mut open = true;
+    // End of file while the process still runs: it is exiting (its descriptors close first) or it closed
+    // its channel. Wait for the exit a moment, then treat it as a broken worker.
+    let eof_grace = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(eof_grace);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut exit => break,
+            guard = sock.readable(), if open => {
+                let Ok(mut guard) = guard else { break };
+                open = conn.read_available(&mut frames, sock.get_ref());
+                guard.clear_ready();
+                if !open {
+                    eof_grace.as_mut().reset((Instant::now() + Duration::from_secs(1)).into());
+                }
+            }
+            _ = &mut eof_grace, if !open && !conn.poisoned => {
+                conn.violation("the worker closed its channel (fd 3) while still running".into());
+            }
+        }
+    }
+    // What it sent before it died still counts (a result written just before exiting).
+    if open {
+        conn.read_available(&mut frames, sock.get_ref());
+    }
+    outbox.close();
+    writer.abort();
+    let (exit_code, signal) = sh.reap_worker(index, generation, pid, reap);
+    let stderr_tail = tail
+        .lock()
+        .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
+    let init_failure = conn.init_failure.take();
+    let now = Instant::now();
+    let exit = Exit {
+        exit_code,
+        signal,
+        stderr_tail,
+        init_failure,
+    };
+    sh.apply(|s, fx| s.exited(index, generation, exit, now, fx));
+}
+
+/// Resolves when the process has exited (it is left unreaped: its pid and group stay ours until we reap).
+async fn wait_exit(pid: u32, pidfd: Option<OwnedFd>) {
+    if let Some(fd) = pidfd.and_then(|fd| watch(fd, Interest::READABLE)) {
+        if let Ok(mut g) = fd.readable().await {
+            g.retain_ready();
+        }
+        return;
+    }
+    // No pidfd (an old kernel): poll without reaping.
+    while !has_exited(pid) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn write_queued(sock: Arc<AsyncFd<UnixStream>>, outbox: Arc<Outbox>) {
+    loop {
+        outbox.wake.notified().await;
+        loop {
+            match outbox.flush() {
+                Flushed::Empty => break,
+                Flushed::Closed => return,
+                Flushed::Blocked => match sock.writable().await {
+                    Ok(mut g) => g.clear_ready(),
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+}
+
+/// Forwards a worker's output pipe to the host's stderr, line by line, with a `[w<i> pid <p>]` prefix.
+async fn forward(fd: OwnedFd, index: usize, pid: u32, tail: Option<Tail>) {
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    let Some(afd) = watch(std::fs::File::from(fd), Interest::READABLE) else {
+        return;
+    };
+    let prefix = format!("[w{index} pid {pid}] ");
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let emit = |line: &[u8]| {
+        use std::io::Write;
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(prefix.as_bytes());
+        let _ = err.write_all(line);
+        if !line.ends_with(b"\n") {
+            let _ = err.write_all(b"\n");
+        }
+        if let Some(t) = &tail {
+            if let Ok(mut t) = t.lock() {
+                t.push_back(String::from_utf8_lossy(line).trim_end().to_string());
+                while t.len() > TAIL_LINES {
+                    t.pop_front();
+                }
+            }
+        }
+    };
+    loop {
+        let Ok(mut guard) = afd.readable().await else { break };
+        match guard.try_io(|f| f.get_ref().read(&mut buf)) {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=nl).collect();
+                    emit(&line);
+                }
+            }
+            Err(_would_block) => continue,
+        }
+    }
+    if !pending.is_empty() {
+        emit(&pending);
+    }
+}
