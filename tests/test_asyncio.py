@@ -92,7 +92,7 @@ def test_aimap_reads_its_input_lazily_and_async_iterables_too(pool):
 @pytest.mark.timeout(60)
 def test_cancelling_the_awaiting_task_kills_the_worker_running_the_call(tmp_path):
     with slither.Pool(2) as pool:
-        before = {w["pid"] for w in pool.workers_info()}
+        before = {w.pid for w in pool.workers_info()}
 
         async def main():
             task = asyncio.ensure_future(pool.acall(nap_pid, 30))
@@ -118,7 +118,7 @@ def test_cancelling_the_awaiting_task_kills_the_worker_running_the_call(tmp_path
             await stream.aclose()  # leaving early and closing cancels what is left
             return pid
 
-        busy = {w["pid"] for w in pool.workers_info()}
+        busy = {w.pid for w in pool.workers_info()}
         asyncio.run(leave_early())
         assert _eventually(lambda: not any(psutil.pid_exists(p) for p in busy))
         assert pool.wait_ready(timeout=30)

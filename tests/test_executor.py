@@ -79,13 +79,13 @@ def test_map_zips_several_iterables_and_takes_chunksize(pool):
 @pytest.mark.timeout(60)
 def test_map_timeout_is_the_overall_wait_and_cancels_the_rest():
     with slither.Pool(2) as pool:
-        before = {w["pid"] for w in pool.workers_info()}
+        before = {w.pid for w in pool.workers_info()}
         t0 = time.monotonic()
         with pytest.raises(concurrent.futures.TimeoutError):
             pool.map(nap, [0.05, 30, 30], timeout=1.0, chunksize=1)
         assert time.monotonic() - t0 < 10
         # The workers that were running the 30 s calls were killed and replaced; the pool goes on.
-        assert _eventually(lambda: not before & {w["pid"] for w in pool.workers_info()})
+        assert _eventually(lambda: not before & {w.pid for w in pool.workers_info()})
         assert pool.wait_ready(timeout=30)
         assert pool.map(abs, [-1], timeout=30) == [1]
         with pytest.raises(slither.ConfigError, match="timeout"):
@@ -154,7 +154,7 @@ def test_run_in_executor_and_default_executor(pool):
         a, b, c = loop.run_until_complete(main())
     finally:
         loop.close()
-    workers = {w["pid"] for w in pool.workers_info()}
+    workers = {w.pid for w in pool.workers_info()}
     assert a == 3 and b in workers and c in workers and host not in (b, c)
 
 
