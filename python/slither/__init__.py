@@ -43,6 +43,9 @@ _EXPORTS = {
     "SerializationError": "slither.errors",
     "StoreError": "slither.errors",
     "ConfigError": "slither.errors",
+    "ProtocolError": "slither.errors",
+    "RemoteTraceback": "slither.errors",
+    "WorkerInfo": "slither.stats",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -56,6 +59,8 @@ if TYPE_CHECKING:
         ConfigError,
         PoolBroken,
         PoolClosed,
+        ProtocolError,
+        RemoteTraceback,
         SerializationError,
         SessionLost,
         SlitherError,
@@ -67,7 +72,7 @@ if TYPE_CHECKING:
     from slither.pipe import Pipe
     from slither.pool import Pool
     from slither.session import Session
-    from slither.stats import PoolStats, WorkerStats
+    from slither.stats import PoolStats, WorkerInfo, WorkerStats
     from slither.store import Store
 
 

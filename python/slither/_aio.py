@@ -23,7 +23,9 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from slither import errors
+from slither import _config, errors
+from slither._functions import describe, function_ref
+from slither._star import Star
 
 if TYPE_CHECKING:
     from slither._dispatch import Engine
@@ -34,9 +36,8 @@ _BUFFER = 4  # chunks handed over and not yet consumed
 
 
 async def acall(pool: Pool, fn: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    engine = pool._engine(fn, [(args, kwargs)], mode="call", batch_size=1, batching=None, default_batch=None,
-                          max_in_flight=1, ordered=True, timeout=None, on_error="raise", progress=False,
-                          poll=POLL_S)
+    call = Star(function_ref(fn), describe(fn), keywords=True)
+    engine = pool._engine(call, [(args, kwargs)], mode="item", batch_size=1, max_in_flight=1, poll=POLL_S)
     feed = _Feed(pool, engine)
     try:
         async for _start, values, _failure in feed:
@@ -49,7 +50,7 @@ async def acall(pool: Pool, fn: str | Callable[..., Any], args: tuple[Any, ...],
 async def aimap(pool: Pool, fn: str | Callable[..., Any], iterable: Any, options: dict[str, Any]) -> AsyncIterator[Any]:
     if hasattr(iterable, "__aiter__"):
         iterable = _from_async(iterable, asyncio.get_running_loop())
-    engine = pool._item_engine("aimap", "item", fn, iterable, options, poll=POLL_S)
+    engine = pool._engine(fn, iterable, mode="item", poll=POLL_S, **_config.dispatch_options("Pool.aimap", options))
     async with contextlib.aclosing(results(pool, engine)) as values:  # closing this closes the feed now
         async for value in values:
             yield value

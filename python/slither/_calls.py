@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from slither import errors
-from slither._dispatch import single_result
+from slither._decode import single_result
 
 _POLL_S = 0.1  # how soon the collector notices stop(); it waits with the GIL released
 _JOIN_S = 5.0  # bound on joining the collector (a user done-callback could block it)
@@ -35,18 +35,19 @@ class Calls:
         self._window = window
         self._run = core.new_run()
         self._cond = threading.Condition()
-        self._pending: collections.deque[tuple[Future[Any], bytes, str]] = collections.deque()
+        self._pending: collections.deque[tuple[Future[Any], bytes, str, float | None]] = collections.deque()
         self._live: dict[int, tuple[Future[Any], str]] = {}
         self._tag = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    def submit(self, payload: bytes, name: str) -> Future[Any]:
+    def submit(self, payload: bytes, name: str, timeout: float | None = None) -> Future[Any]:
+        """Queues one call (``timeout``: seconds from when a worker starts it); its future, pending."""
         fut: Future[Any] = Future()
         with self._cond:
             if self._stopping:
                 raise errors.PoolClosed("the pool is closed")
-            self._pending.append((fut, payload, name))
+            self._pending.append((fut, payload, name, timeout))
             failed = self._feed()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._collect, name="slither-futures", daemon=True)
@@ -58,12 +59,12 @@ class Calls:
         """Hands pending calls to the core while the window has room (holding the lock)."""
         failed: list[tuple[Future[Any], BaseException]] = []
         while not self._stopping and self._pending and len(self._live) < self._window:
-            fut, payload, name = self._pending.popleft()
+            fut, payload, name, timeout = self._pending.popleft()
             if not fut.set_running_or_notify_cancel():
                 continue  # cancelled while pending: it never runs
             self._tag += 1
             try:
-                self._core.submit(self._run, self._tag, payload, 1, None, None)
+                self._core.submit(self._run, self._tag, payload, 1, timeout, None)
             except BaseException as exc:
                 failed.append((fut, exc))
                 continue
@@ -104,7 +105,7 @@ class Calls:
             pending = list(self._pending)
             self._pending.clear()
             self._cond.notify_all()
-        return sum(1 for fut, _, _ in pending if fut.cancel())
+        return sum(1 for fut, *_ in pending if fut.cancel())
 
     def settle(self, timeout: float | None) -> bool:
         """Waits until every submitted call has started and been answered; False if ``timeout`` passed first."""
@@ -139,7 +140,7 @@ class Calls:
             live = list(self._live.values())
             self._live.clear()
         failed = [(fut, errors.PoolClosed(f"{name} never started: {why}"))
-                  for fut, _, name in pending if fut.set_running_or_notify_cancel()]
+                  for fut, _, name, _ in pending if fut.set_running_or_notify_cancel()]
         failed += [(fut, errors.PoolClosed(f"{name} was running when {why}")) for fut, name in live]
         _resolve_all(failed)
 

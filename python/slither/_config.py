@@ -60,6 +60,26 @@ def resolve_aliases(given: dict[str, Any], extra: dict[str, Any], defaults: Mapp
     return out
 
 
+# The public keywords of every map-like call (map, imap, map_batches, dispatch, aimap, sessions'...).
+DISPATCH_OPTIONS = ("batch_size", "batching", "max_in_flight", "ordered", "batch_timeout", "on_error", "progress",
+                    "chunksize")
+
+
+def dispatch_options(where: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The public keywords of a map-like call as the engine's: ``batch_timeout`` -> ``timeout``,
+    ``chunksize`` -> ``batch_size``. An unknown keyword is a TypeError naming the closest valid one."""
+    reject_unknown(f"{where}()", {k: v for k, v in options.items() if k not in DISPATCH_OPTIONS}, DISPATCH_OPTIONS)
+    out = dict(options)
+    chunksize = out.pop("chunksize", None)
+    if chunksize is not None:
+        if out.get("batch_size") is not None:
+            raise TypeError(f"{where}() got both batch_size= and its alias chunksize=; pass one")
+        out["batch_size"] = chunksize
+    if "batch_timeout" in out:
+        out["timeout"] = out.pop("batch_timeout")
+    return out
+
+
 def expect(ok: bool, name: str, value: Any, expected: str) -> None:
     if not ok:
         raise errors.ConfigError(f"{name} must be {expected}, got {value!r}")
@@ -101,6 +121,7 @@ def check_pool_args(a: dict[str, Any]) -> None:
     positive_int("max_tasks_per_worker (maxtasksperchild)", a["max_tasks_per_worker"])
     positive_int("max_memory_per_worker", a["max_memory_per_worker"])
     positive_int("max_result_bytes", a["max_result_bytes"], optional=False)
+    positive_int("max_frame_bytes", a["max_frame_bytes"], optional=False)
     seconds("startup_timeout", a["startup_timeout"])
     seconds("shutdown_grace", a["shutdown_grace"], positive=False)
     expect(isinstance(a["forward_output"], bool), "forward_output", a["forward_output"], "True or False")

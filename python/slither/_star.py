@@ -1,4 +1,5 @@
-"""Argument-tuple calls for ``starmap`` and ``map(fn, *iterables)``: ``fn(*item)`` per item.
+"""Argument-tuple calls for ``starmap`` and ``map(fn, *iterables)``: ``fn(*item)`` per item (and, for
+``acall``, ``fn(*args, **kwargs)`` for an item ``(args, kwargs)``).
 
 ``Star(fn)`` travels to the workers (pickled by value; its class by reference, so this module must stay
 importable there without the native extension) and resolves ``fn`` with the worker's own resolver, so a
@@ -12,10 +13,12 @@ from typing import Any
 
 
 class Star:
-    """Calls ``fn(*args)`` for one argument tuple. Named after ``fn`` in messages."""
+    """Calls ``fn(*args)`` for one argument tuple (``fn(*args, **kwargs)`` with ``keywords``). Named after ``fn``
+    in messages."""
 
-    def __init__(self, ref: tuple[str, Any], name: str) -> None:
+    def __init__(self, ref: tuple[str, Any], name: str, keywords: bool = False) -> None:
         self.ref = ref
+        self.keywords = keywords
         module, _, qualname = name.partition(":")
         self.__module__ = module
         self.__qualname__ = qualname or name
@@ -27,13 +30,16 @@ class Star:
             from slither._worker.functions import resolve
 
             fn = self._fn = resolve(self.ref)
+        if self.keywords:
+            positional, keywords = args
+            return fn(*positional, **keywords)
         return fn(*args)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"ref": self.ref, "name": f"{self.__module__}:{self.__qualname__}"}
+        return {"ref": self.ref, "name": f"{self.__module__}:{self.__qualname__}", "keywords": self.keywords}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["ref"], state["name"])  # type: ignore[misc]
+        self.__init__(state["ref"], state["name"], state["keywords"])  # type: ignore[misc]
 
 
 class Zipped:

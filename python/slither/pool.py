@@ -28,12 +28,12 @@ from typing import Any
 
 from slither import _aio, _config, errors
 from slither._calls import AsyncResult, Calls
-from slither._dispatch import Engine, check_transferable, single_result
+from slither._dispatch import Engine
+from slither._dispatcher import CallOptions, Dispatcher, Results, check_timeout, collect
 from slither._functions import describe, function_ref
 from slither._native import _slither
 from slither._star import Star, Zipped
 from slither._workerpath import worker_env
-from slither.batching import Batching, resolve_batching
 from slither.outcome import Outcome, Reply
 from slither.session import Session
 from slither.stats import PoolStats, WorkerInfo
@@ -72,6 +72,9 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         max_tasks_per_worker: replace a worker after this many batches (losing nothing).
         max_memory_per_worker: replace a worker whose resident memory (bytes) stays above this.
         max_result_bytes: largest pickled batch result a worker may send back (default 1 GiB).
+        max_frame_bytes: largest payload either side may put on a worker's channel (default 4 GiB): a batch
+            over it fails with SerializationError before it is sent, a worker announcing more is killed and
+            replaced with a ProtocolError.
         startup_timeout: seconds to wait for every worker's hello and init.
         shutdown_grace: seconds between the polite stop, SIGTERM and SIGKILL.
         forward_output: copy each worker's stdout/stderr lines to the host's stderr, prefixed.
@@ -108,6 +111,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         max_tasks_per_worker: int | None = None,
         max_memory_per_worker: int | None = None,
         max_result_bytes: int = 1 << 30,
+        max_frame_bytes: int = 1 << 32,
         startup_timeout: float = 60.0,
         shutdown_grace: float = 2.0,
         forward_output: bool = True,
@@ -123,9 +127,9 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         args = _config.resolve_aliases(
             {"workers": workers, "python": python, "env": env, "init": init, "init_args": init_args, "store": store,
              "max_tasks_per_worker": max_tasks_per_worker, "max_memory_per_worker": max_memory_per_worker,
-             "max_result_bytes": max_result_bytes, "startup_timeout": startup_timeout,
-             "shutdown_grace": shutdown_grace, "forward_output": forward_output, "backend": backend,
-             "address": address},
+             "max_result_bytes": max_result_bytes, "max_frame_bytes": max_frame_bytes,
+             "startup_timeout": startup_timeout, "shutdown_grace": shutdown_grace, "forward_output": forward_output,
+             "backend": backend, "address": address},
             aliases, _DEFAULTS)
         _config.check_pool_args(args)
         workers, init, init_args, max_tasks_per_worker = (args["workers"], args["init"], args["init_args"],
@@ -145,13 +149,14 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
             "max_tasks_per_worker": max_tasks_per_worker,
             "max_memory_per_worker": max_memory_per_worker,
             "forward_output": forward_output,
+            "max_frame_bytes": int(max_frame_bytes),
         }
         init_spec = {
             "sys_path": _worker_sys_path(same_interpreter),
             "init": function_ref(init) if init is not None else None,
             "init_args": tuple(init_args),
             "store": store is not None,
-            "max_result_bytes": int(max_result_bytes),
+            "max_result_bytes": min(int(max_result_bytes), int(max_frame_bytes)),
         }
         self._store = store
         payload = pickle.dumps(init_spec, pickle.HIGHEST_PROTOCOL)
@@ -194,9 +199,11 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
             self.terminate()
 
     def close(self, timeout: float | None = None) -> None:
-        """Stops accepting work, lets everything submitted finish (and deliver), then stops the workers.
+        """Stops accepting new calls, lets runs in flight finish and deliver, then stops the workers.
 
-        ``timeout`` (seconds) bounds the wait for submitted work; what is still running then is killed.
+        A ``map`` running in another thread returns all its results, submitted calls and ``map_async`` finish;
+        an ``imap`` this thread has not finished reading is not waited for. ``timeout`` (seconds) bounds the
+        wait; what is still running then is killed.
         """
         if self._closed:
             return
@@ -206,8 +213,10 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
     def _finish_close(self, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            # Background maps (map_async, shutdown(wait=False)) finish first: they may still submit batches.
+            # Background maps (map_async, shutdown(wait=False)) and runs going in other threads finish and
+            # deliver first: they may still submit batches.
             self._join_threads(deadline)
+            self._dispatcher.wait_runs(_left(deadline))
             if self._calls is not None:
                 self._calls.settle(_left(deadline))
             self._core.drain(_left(deadline))
@@ -310,44 +319,25 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         return bool(self._core.wait_ready(timeout))
 
     # -- dispatch -----------------------------------------------------------------------------
-    def _engine(
-        self,
-        fn: str | Callable[..., Any],
-        iterable: Iterable[Any],
-        *,
-        mode: str,
-        batch_size: int | None,
-        batching: Batching | None,
-        default_batch: int | None,
-        max_in_flight: int | None,
-        ordered: bool,
-        timeout: float | None,
-        on_error: Any,
-        progress: bool,
-        pin: tuple[int, int] | None = None,
-        deadline: float | None = None,
-        poll: float | None = None,
-    ) -> Engine:
-        self._check_open()
-        strategy = resolve_batching(batching, batch_size, default_batch)
-        return Engine(
-            self, fn, iterable, mode=mode, batching=strategy,
-            max_in_flight=max_in_flight if max_in_flight is not None else 2 * self.size,
-            ordered=ordered, timeout=timeout, on_error=on_error, pin=pin, progress=progress,
-            deadline=deadline, poll=poll,
-        )
+    @property
+    def _dispatcher(self) -> Dispatcher:
+        """The dispatcher this pool shares with its sessions (made on first use)."""
+        d = self.__dict__.get("_dispatcher_obj")
+        if d is None:
+            with self._lock:
+                d = self.__dict__.get("_dispatcher_obj")
+                if d is None:
+                    # A weak reference: the dispatcher must not keep a forgotten pool (and its workers) alive.
+                    me = weakref.ref(self)
+                    d = Dispatcher(self._core, self._telemetry, lambda: getattr(me(), "_closed", True),
+                                   self._by_value_ok, self._versions)
+                    self.__dict__["_dispatcher_obj"] = d
+        return d
 
-    def _item_engine(self, where: str, mode: str, fn: str | Callable[..., Any], iterable: Iterable[Any],
-                     options: dict[str, Any], *, deadline: float | None = None, poll: float | None = None,
-                     ordered: bool | None = None) -> Engine:
-        """The engine behind every map-like call; ``options`` are the keywords of :meth:`imap`."""
-        o = _dispatch_options(where, options)
-        if ordered is not None:
-            o["ordered"] = ordered
-        return self._engine(fn, iterable, mode=mode, batch_size=o["batch_size"], batching=o["batching"],
-                            default_batch=None if mode == "item" else 64, max_in_flight=o["max_in_flight"],
-                            ordered=o["ordered"], timeout=o["batch_timeout"], on_error=o["on_error"],
-                            progress=o["progress"], pin=o["_pin"], deadline=deadline, poll=poll)
+    def _engine(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Engine:
+        """One dispatch's engine (the Pipe's worker stages drive it directly)."""
+        self._check_open()
+        return self._dispatcher.engine(fn, iterable, **options)
 
     def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Iterator[Any]:
         """Streams ``fn(item)`` for every item, in input order (or as completed with ``ordered=False``).
@@ -358,17 +348,16 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         (``"raise"``, ``"skip"``, ``"retry"``, a Retry or a callable), ``progress=False``.
 
         Input is consumed lazily: at most ``max_in_flight`` batches are outstanding. Under
-        ``on_error="skip"`` failed items are left out (use :meth:`dispatch` to see them). An unknown option is a
-        TypeError naming the closest valid one.
+        ``on_error="skip"`` failed items are left out (use :meth:`dispatch` to see them). An unknown option
+        is a TypeError naming the closest valid one.
         """
-        return _Results(self._item_engine("imap", "item", fn, iterable, options))
+        return self._dispatcher.imap(fn, iterable, "item", None, "Pool.imap", **options)
 
     def imap_unordered(self, fn: str | Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None,
                        **options: Any) -> Iterator[Any]:
         """``multiprocessing.Pool.imap_unordered``: :meth:`imap` with ``ordered=False``."""
-        if chunksize is not None:
-            options["chunksize"] = chunksize
-        return _Results(self._item_engine("imap_unordered", "item", fn, iterable, options, ordered=False))
+        return self._dispatcher.imap(fn, iterable, "item", None, "Pool.imap_unordered",
+                                     **dict(options, chunksize=chunksize, ordered=False))
 
     def map(self, fn: str | Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,  # type: ignore[override]
             chunksize: int | None = None, **options: Any) -> list[Any]:
@@ -384,28 +373,27 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         program that iterates over ``map``'s result works unchanged. For results as they arrive use
         :meth:`imap`.
         """
-        return _collect(_Results(self._map_engine("map", fn, iterables, timeout, chunksize, options)))
+        return collect(Results(self._map_engine("Pool.map", fn, iterables, timeout, chunksize, options)))
 
     def _map_engine(self, where: str, fn: str | Callable[..., Any], iterables: tuple[Iterable[Any], ...],
                     timeout: float | None, chunksize: int | None, options: dict[str, Any],
                     poll: float | None = None) -> Engine:
         """``map``'s arguments as an engine: several iterables zipped and spread, ``timeout`` as a deadline."""
         if not iterables:
-            raise TypeError(f"Pool.{where}() needs at least one iterable")
-        if chunksize is not None:
-            options["chunksize"] = chunksize
+            raise TypeError(f"{where}() needs at least one iterable")
         _config.seconds("timeout", timeout, positive=False, optional=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         if len(iterables) > 1:
             fn, iterable = _star(fn), Zipped(iterables)
         else:
             iterable = iterables[0]
-        return self._item_engine(where, "item", fn, iterable, options, deadline=deadline, poll=poll)
+        opts = _config.dispatch_options(where, dict(options, chunksize=chunksize))
+        return self._dispatcher.engine(fn, iterable, mode="item", deadline=deadline, poll=poll, **opts)
 
     def starmap(self, fn: str | Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: int | None = None,
                 **options: Any) -> list[Any]:
         """``multiprocessing.Pool.starmap``: ``fn(*args)`` for every argument tuple, as a list in input order."""
-        return _collect(_Results(self._map_engine("starmap", _star(fn), (iterable,), None, chunksize, options)))
+        return collect(Results(self._map_engine("Pool.starmap", _star(fn), (iterable,), None, chunksize, options)))
 
     def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Iterator[Any]:
         """Calls ``fn(list_of_items) -> list`` once per batch and streams the per-item results.
@@ -414,11 +402,11 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         batch with :class:`~slither.errors.BatchLengthError`. Options as in :meth:`imap` (default
         ``batch_size=64``).
         """
-        return _Results(self._item_engine("imap_batches", "batch", fn, iterable, options))
+        return self._dispatcher.imap(fn, iterable, "batch", None, "Pool.imap_batches", **options)
 
     def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> list[Any]:
         """``fn(batch)`` per batch, results flattened into one list in input order."""
-        return _collect(_Results(self._item_engine("map_batches", "batch", fn, iterable, options)))
+        return collect(self._dispatcher.imap(fn, iterable, "batch", None, "Pool.map_batches", **options))
 
     def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, per: str = "item",
                  **options: Any) -> Outcome:
@@ -427,20 +415,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         ``per="item"`` calls ``fn(item)``; ``per="batch"`` calls ``fn(batch) -> list``. Options as in
         :meth:`imap`, except that ``on_error`` defaults to ``"skip"``.
         """
-        if per not in ("item", "batch"):
-            raise errors.ConfigError(f"per must be 'item' or 'batch', got {per!r}")
-        options.setdefault("on_error", "skip")
-        engine = self._item_engine("dispatch", per, fn, iterable, options)
-        results: list[Any] = []
-        indices: list[int] = []
-        failures = []
-        for start, values, failure in engine.entries():
-            if failure is None:
-                results.extend(values)
-                indices.extend(range(start, start + len(values)))
-            else:
-                failures.append(failure)
-        return Outcome(results=results, failures=failures, stats=engine.stats(), indices=indices)
+        return self._dispatcher.dispatch(fn, iterable, None, per=per, **options)
 
     # -- multiprocessing's asynchronous forms -------------------------------------------------
     def apply(self, fn: str | Callable[..., Any], args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> Any:
@@ -460,7 +435,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
                   callback: Callable[[Any], object] | None = None,
                   error_callback: Callable[[BaseException], object] | None = None, **options: Any) -> AsyncResult:
         """``multiprocessing.Pool.map_async``: :meth:`map` in the background; ``get()`` returns the list."""
-        engine = self._map_engine("map_async", fn, (iterable,), None, chunksize, options)
+        engine = self._map_engine("Pool.map_async", fn, (iterable,), None, chunksize, options)
         return self._background(engine, callback, error_callback)
 
     def starmap_async(self, fn: str | Callable[..., Any], iterable: Iterable[Iterable[Any]],
@@ -468,7 +443,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
                       error_callback: Callable[[BaseException], object] | None = None,
                       **options: Any) -> AsyncResult:
         """``multiprocessing.Pool.starmap_async``: :meth:`starmap` in the background."""
-        engine = self._map_engine("starmap_async", _star(fn), (iterable,), None, chunksize, options)
+        engine = self._map_engine("Pool.starmap_async", _star(fn), (iterable,), None, chunksize, options)
         return self._background(engine, callback, error_callback)
 
     def _background(self, engine: Engine, callback: Callable[[Any], object] | None,
@@ -479,7 +454,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
 
         def run() -> None:
             try:
-                fut.set_result(_collect(_Results(engine)))
+                fut.set_result(collect(Results(engine)))
             except BaseException as exc:
                 fut.set_exception(exc)
 
@@ -501,39 +476,33 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         async iterable; it is consumed lazily. Cancelling the consuming task, or closing the iterator
         early, cancels the remaining work and kills workers running it.
         """
-        _dispatch_options("aimap", dict(options))  # a bad option fails here, not at the first await
+        _config.dispatch_options("Pool.aimap", options)  # a bad option fails here, not at the first await
         return _aio.aimap(self, fn, iterable, options)
 
     async def amap(self, fn: str | Callable[..., Any], *iterables: Any, timeout: float | None = None,
                    chunksize: int | None = None, **options: Any) -> list[Any]:
         """Awaitable :meth:`map` (same arguments): the list of results, in input order."""
-        engine = self._map_engine("amap", fn, iterables, timeout, chunksize, options, poll=_aio.POLL_S)
+        engine = self._map_engine("Pool.amap", fn, iterables, timeout, chunksize, options, poll=_aio.POLL_S)
         return [r async for r in _aio.results(self, engine)]
 
     # -- single calls -------------------------------------------------------------------------
-    def call(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Runs ``fn(*args, **kwargs)`` once in a worker and returns its result."""
-        return self._call(fn, args, kwargs, None, None)
+    def call(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Runs ``fn(*args, **kwargs)`` once in a worker and returns its result.
 
-    def _call(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], pin: tuple[int, int] | None,
-              timeout: float | None) -> Any:
-        self._check_open()
-        ref = function_ref(fn)
-        check_transferable(self, ref, describe(fn))
-        try:
-            payload = pickle.dumps((ref, "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
-        except errors.SlitherError:
-            raise
-        except Exception as exc:
-            raise errors.SerializationError(f"the arguments of {describe(fn)} cannot be pickled: {exc}") from exc
-        run = self._core.new_run()
-        self._core.submit(run, 0, payload, 1, timeout, pin)
-        try:
-            c = run.next(None)
-        except BaseException:
-            self._core.cancel(run)
-            raise
-        return single_result(c, describe(fn), pinned=pin is not None)
+        Every argument goes to ``fn``; to bound the call, use ``pool.options(timeout=...).call(...)``.
+        Raises what ``fn`` raised (see :mod:`slither.errors` for how), :class:`~slither.errors.WorkerCrashed`
+        if its worker died, :class:`~slither.errors.SerializationError` naming an argument that will not pickle.
+        """
+        return self._dispatcher.call(fn, args, kwargs)
+
+    def options(self, *, timeout: float | None = None) -> CallOptions:
+        """Single calls with options: ``pool.options(timeout=5).call(fn, x)`` or ``.submit(fn, x)``.
+
+        ``timeout`` (seconds, counted from the moment a worker starts the call) kills and replaces a worker
+        that overruns it; the call raises :class:`~slither.errors.BatchTimeout`. Raises ConfigError for a
+        timeout that is not a positive number.
+        """
+        return CallOptions(lambda fn, a, kw, t: self._dispatcher.call(fn, a, kw, timeout=t), self._submit, timeout)
 
     def submit(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         """Like :meth:`call`, but returns a :class:`concurrent.futures.Future` at once.
@@ -541,49 +510,35 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         The future stays pending (``cancel()`` works, and a cancelled call never runs) until the call is
         handed to a worker; calls beyond ``2 × workers`` in flight wait in the host.
         """
+        return self._submit(fn, args, kwargs, None)
+
+    def _submit(self, fn: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                timeout: float | None) -> concurrent.futures.Future[Any]:
         self._check_open()
         fn = _without_context(fn)
-        ref = function_ref(fn)
-        check_transferable(self, ref, describe(fn))
-        try:
-            payload = pickle.dumps((ref, "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            raise errors.SerializationError(f"the arguments of {describe(fn)} cannot be pickled: {exc}") from exc
+        payload = self._dispatcher.call_payload(fn, args, kwargs)
         with self._lock:
             if self._calls is None:
                 self._calls = Calls(self._core, 2 * self.size)
-        return self._calls.submit(payload, describe(fn))
+        return self._calls.submit(payload, describe(fn), check_timeout(timeout))
 
-    def broadcast(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> dict[int, Reply]:
+    def broadcast(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> dict[int, Reply]:
         """Calls ``fn(*args, **kwargs)`` exactly once on every live worker: ``{worker index: Reply}``."""
-        self._check_open()
-        targets = [(w.index, w.generation, w.pid) for w in self._core.workers() if w.state == "ready"]
-        ref = function_ref(fn)
-        check_transferable(self, ref, describe(fn))
-        payload = pickle.dumps((ref, "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
-        run = self._core.new_run()
-        for index, generation, _pid in targets:
-            self._core.submit(run, index, payload, 1, None, (index, generation))
-        replies: dict[int, Reply] = {}
-        try:
-            while len(replies) < len(targets):
-                c = run.next(None)
-                replies[c.tag] = Reply(worker=c.tag, pid=c.pid, value=single_result(c, describe(fn), pinned=True))
-        except BaseException:
-            self._core.cancel(run)
-            raise
-        return dict(sorted(replies.items()))
+        return self._dispatcher.broadcast(fn, args, kwargs)
 
     # -- sessions, introspection --------------------------------------------------------------
-    def session(self, name: str | None = None, *, cleanup: str | Callable[..., Any] | None = None) -> Session:
+    def session(self, name: str | None = None, *, cleanup: str | Callable[..., Any] | None = None,
+                timeout: float = 60.0) -> Session:
         """A session pinned to one worker (the least loaded now): strict affinity for every call.
 
-        If that worker dies, the session's next call raises :class:`~slither.errors.SessionLost`.
-        ``cleanup`` runs on the worker when the session closes (if it is still alive).
+        If no worker is ready (one is being replaced after a crash or recycled), waits up to ``timeout``
+        seconds for one, then raises :class:`TimeoutError`. If the session's worker dies later, its next call
+        raises :class:`~slither.errors.SessionLost`. ``cleanup`` runs on the worker when the session closes
+        (if it is still alive).
         """
         self._check_open()
-        worker, generation = self._core.open_session()
-        return Session(self, name, worker, generation, cleanup)
+        worker, generation = self._core.open_session(timeout)
+        return Session(self._dispatcher, name, worker, generation, cleanup)
 
     def stats(self) -> PoolStats:
         return self._core.stats()
@@ -599,53 +554,6 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<slither.Pool workers={self.size} {state}>"
-
-
-class _Results(Iterator[Any]):
-    """The iterator ``imap`` returns; ``map`` drains its chunks without touching items one by one."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._chunks = (values for _, values, failure in engine.entries() if failure is None)
-        self._current: Iterator[Any] = iter(())
-
-    def __iter__(self) -> _Results:
-        return self
-
-    def __next__(self) -> Any:
-        while True:
-            try:
-                return next(self._current)
-            except StopIteration:
-                self._current = iter(next(self._chunks))
-
-    def close(self) -> None:
-        self._chunks.close()
-
-
-def _collect(results: Iterator[Any]) -> list[Any]:
-    if isinstance(results, _Results):
-        out: list[Any] = list(results._current)
-        for chunk in results._chunks:
-            out.extend(chunk)
-        return out
-    return list(results)
-
-
-def _dispatch_options(where: str, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` of a map-like call with defaults filled in; unknown keywords raise TypeError."""
-    o = dict(options)
-    pin = o.pop("_pin", None)
-    _config.reject_unknown(f"Pool.{where}()", {k: v for k, v in o.items() if k not in _IMAP_OPTIONS}, _IMAP_OPTIONS)
-    chunksize = o.pop("chunksize", None)
-    if chunksize is not None:
-        if o.get("batch_size") is not None:
-            raise TypeError(f"Pool.{where}() got both batch_size= and its alias chunksize=; pass one")
-        o["batch_size"] = chunksize
-    out: dict[str, Any] = {"batch_size": None, "batching": None, "max_in_flight": None, "ordered": True,
-                           "batch_timeout": None, "on_error": "raise", "progress": False}
-    out.update(o)
-    out["_pin"] = pin
-    return out
 
 
 def _star(fn: str | Callable[..., Any]) -> Star:

@@ -237,30 +237,28 @@ impl Shared {
         };
     }
 
-    /// After the process exited: kills what it left in its group, tells the reaper, reaps it. Signals meant
-    /// for this process are refused from here on (its pid may be reused once reaped).
-    fn reap_worker(
-        &self,
-        worker: usize,
-        generation: u64,
-        pid: u32,
-        reap: impl FnOnce(u32) -> (Option<i32>, Option<String>),
-    ) -> (Option<i32>, Option<String>) {
-        let mut io = self.io(worker);
-        // The exited process is a zombie until reaped: its group id cannot be reused yet.
+    /// After the process exited (a zombie still): kills what it left in its group and tells the reaper. The
+    /// caller reports the exit to the scheduler, then calls [`Shared::reap`].
+    fn bury(&self, pid: u32) -> (Option<i32>, Option<String>) {
+        let status = spawn::exit_status(pid);
+        // Until the zombie is reaped its group id cannot be reused, so this reaches only its own group.
         unsafe {
             libc::killpg(pid as libc::pid_t, libc::SIGKILL);
         }
         if let Some(r) = self.reaper.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             r.remove(pid);
         }
+        status
+    }
+
+    /// Reaps the process; signals meant for it are refused from here on (its pid may be reused).
+    fn reap(&self, worker: usize, generation: u64, pid: u32) {
+        let mut io = self.io(worker);
         if io.generation == generation {
             io.reaped = true;
             io.outbox = None;
         }
-        let status = reap(pid);
-        drop(io);
-        status
+        spawn::reap(pid);
     }
 }
 

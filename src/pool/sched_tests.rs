@@ -1,1 +1,407 @@
-//! The scheduler's rules, without a process: events in, effects out.
+//! The scheduler's rules, without a process: events in, effects out, time passed in by hand.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::sched::{Effect, Effects, Exit, Hello, Phase, Sched};
+use super::{Completion, Job, Outcome, Pin, RunShared};
+use crate::config::PoolConfig;
+use crate::protocol::{REVOKE, SHUTDOWN, TASK};
+
+fn run() -> (Arc<RunShared>, crossbeam_channel::Receiver<Completion>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let rs = Arc::new(RunShared {
+        tx,
+        cancelled: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
+        max_seen: AtomicUsize::new(0),
+    });
+    (rs, rx)
+}
+
+fn job(tag: u64) -> Job {
+    Job {
+        tag,
+        payload: Arc::new(vec![tag as u8]),
+        items: 1,
+        timeout: None,
+        pin: None,
+    }
+}
+
+struct T {
+    s: Sched,
+    now: Instant,
+    fx: Effects,
+}
+
+impl T {
+    fn new(workers: usize, tweak: impl FnOnce(&mut PoolConfig)) -> T {
+        let mut cfg = PoolConfig {
+            workers,
+            ..PoolConfig::default()
+        };
+        tweak(&mut cfg);
+        let now = Instant::now();
+        let mut t = T {
+            s: Sched::new(cfg, b"init".to_vec(), now),
+            now,
+            fx: Vec::new(),
+        };
+        t.tick();
+        let spawns: Vec<(usize, u64)> = t
+            .take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Spawn { worker, generation } => Some((worker, generation)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(spawns.len(), workers, "every slot is spawned at start");
+        for (w, g) in spawns {
+            t.bring_up(w, g);
+        }
+        t
+    }
+
+    fn bring_up(&mut self, w: usize, g: u64) {
+        let pid = 1000 + 10 * w as u32 + g as u32;
+        self.s.spawned(w, g, pid, self.now, &mut self.fx);
+        let hello = Hello {
+            pid,
+            python: "3.11.7".into(),
+            gil: true,
+            free_threaded_build: false,
+        };
+        self.s.hello(w, g, hello, &mut self.fx);
+        self.s.ready(w, g, self.now, &mut self.fx);
+        self.take();
+    }
+
+    fn tick(&mut self) {
+        self.s.tick(self.now, &mut self.fx);
+    }
+
+    fn later(&mut self, ms: u64) {
+        self.now += Duration::from_millis(ms);
+        self.tick();
+    }
+
+    fn take(&mut self) -> Effects {
+        std::mem::take(&mut self.fx)
+    }
+
+    fn submit(&mut self, rs: &Arc<RunShared>, j: Job) -> u64 {
+        self.s.submit(j, rs.clone(), &mut self.fx)
+    }
+
+    fn gen(&self, w: usize) -> u64 {
+        self.s.slots[w].generation
+    }
+
+    fn exit(&mut self, w: usize, code: Option<i32>, signal: Option<&str>) {
+        let g = self.gen(w);
+        let exit = Exit {
+            exit_code: code,
+            signal: signal.map(str::to_string),
+            ..Exit::default()
+        };
+        self.s.exited(w, g, exit, self.now, &mut self.fx);
+    }
+}
+
+/// Frames written: (worker, kind, id).
+fn writes(fx: &Effects) -> Vec<(usize, u8, u64)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Write { worker, kind, id, .. } => Some((*worker, *kind, *id)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn delivered(fx: &Effects) -> Vec<(u64, Outcome, bool)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Deliver { completion: c, .. } => Some((c.tag, c.outcome.clone(), c.started)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn kills(fx: &Effects) -> Vec<usize> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Kill { worker, .. } => Some(*worker),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn batches_go_to_the_least_loaded_worker_then_pipeline_then_queue() {
+    let mut t = T::new(2, |_| {});
+    let (rs, _rx) = run();
+    let ids: Vec<u64> = (0..5).map(|i| t.submit(&rs, job(i))).collect();
+    let w = writes(&t.take());
+    assert_eq!(
+        w,
+        vec![
+            (0, TASK, ids[0]),
+            (1, TASK, ids[1]),
+            (0, TASK, ids[2]),
+            (1, TASK, ids[3])
+        ],
+        "depth 2 on each worker, the fifth waits"
+    );
+    assert_eq!(t.s.outstanding(), 5);
+    // Worker 0 answers its first: it gets the queued one.
+    t.s.started(0, t.gen(0), ids[0], t.now, &mut t.fx);
+    t.s.answered(0, t.gen(0), ids[0], Outcome::Ok(vec![]), t.now, &mut t.fx);
+    let fx = t.take();
+    assert_eq!(writes(&fx), vec![(0, TASK, ids[4])]);
+    assert_eq!(delivered(&fx), vec![(0, Outcome::Ok(vec![]), true)]);
+}
+
+#[test]
+fn a_held_batch_behind_a_long_run_is_revoked_for_an_idle_worker() {
+    let mut t = T::new(2, |c| c.steal_after = 0.005);
+    let (rs, _rx) = run();
+    let long = t.submit(&rs, job(0));
+    let a = t.submit(&rs, job(1));
+    let held = t.submit(&rs, job(2));
+    t.take();
+    t.s.started(0, t.gen(0), long, t.now, &mut t.fx);
+    t.s.started(1, t.gen(1), a, t.now, &mut t.fx);
+    t.later(1);
+    t.s.answered(1, t.gen(1), a, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    // Worker 1 is idle now, but the long run has been running only 1 ms: not yet.
+    assert!(writes(&t.take()).is_empty());
+    let due = t.s.next_deadline().expect("a steal deadline");
+    assert!(due <= t.now + Duration::from_millis(5));
+    t.later(5);
+    assert_eq!(writes(&t.take()), vec![(0, REVOKE, held)]);
+    // The worker gives it back unstarted; it goes to the idle worker at once.
+    t.s.revoked(0, t.gen(0), held, t.now, &mut t.fx);
+    assert_eq!(writes(&t.take()), vec![(1, TASK, held)]);
+}
+
+#[test]
+fn a_revoke_that_loses_the_race_leaves_the_batch_where_it_runs() {
+    let (rs2, _rx2) = run();
+    let mut t = T::new(2, |c| c.steal_after = 0.0);
+    let long = t.submit(&rs2, job(0));
+    let one = t.submit(&rs2, job(1));
+    let held2 = t.submit(&rs2, job(2));
+    t.take();
+    t.s.started(0, t.gen(0), long, t.now, &mut t.fx);
+    t.s.started(1, t.gen(1), one, t.now, &mut t.fx);
+    t.s.answered(1, t.gen(1), one, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    // Worker 1 went idle behind nothing: the held batch is asked back at once (steal_after 0).
+    assert_eq!(writes(&t.take()), vec![(0, REVOKE, held2)]);
+    // Too late: the worker had finished the long one and started the held one.
+    t.s.answered(0, t.gen(0), long, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    t.s.started(0, t.gen(0), held2, t.now, &mut t.fx);
+    t.s.answered(0, t.gen(0), held2, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    let fx = t.take();
+    assert!(kills(&fx).is_empty(), "losing a revoke race is not a protocol error");
+    assert_eq!(delivered(&fx).len(), 2);
+}
+
+#[test]
+fn a_crash_is_charged_only_to_the_batch_the_worker_had_started() {
+    let mut t = T::new(2, |_| {});
+    let (rs, _rx) = run();
+    let running = t.submit(&rs, job(0));
+    let _on_other = t.submit(&rs, job(1));
+    let behind = t.submit(&rs, job(2));
+    t.take();
+    t.s.started(0, t.gen(0), running, t.now, &mut t.fx);
+    t.exit(0, None, Some("SIGSEGV"));
+    let fx = t.take();
+    let d = delivered(&fx);
+    assert_eq!(d.len(), 1, "only the started batch fails: {d:?}");
+    assert_eq!(
+        d[0],
+        (
+            0,
+            Outcome::Crashed {
+                exit_code: None,
+                signal: Some("SIGSEGV".into())
+            },
+            true
+        )
+    );
+    // The batch behind it went back to the queue and on to the other worker, which has room.
+    assert!(writes(&fx).contains(&(1, TASK, behind)));
+    assert_eq!(t.s.slots[0].phase, Phase::Starting, "a replacement is spawned at once");
+}
+
+#[test]
+fn a_worker_killed_before_it_started_anything_costs_nothing() {
+    let mut t = T::new(1, |_| {});
+    let (rs, _rx) = run();
+    let id = t.submit(&rs, job(0));
+    t.take();
+    t.exit(0, None, Some("SIGKILL"));
+    assert!(delivered(&t.take()).is_empty(), "nothing is charged");
+    assert_eq!(t.s.outstanding(), 1);
+    // The replacement gets the very batch, written again.
+    let g = t.gen(0);
+    t.s.spawned(0, g + 1, 99, t.now, &mut t.fx);
+    t.s.hello(
+        0,
+        g + 1,
+        Hello {
+            pid: 99,
+            ..Hello::default()
+        },
+        &mut t.fx,
+    );
+    t.s.ready(0, g + 1, t.now, &mut t.fx);
+    assert!(writes(&t.take()).contains(&(0, TASK, id)));
+}
+
+#[test]
+fn pinned_batches_of_a_dead_worker_fail_as_session_lost() {
+    let mut t = T::new(2, |_| {});
+    let (rs, _rx) = run();
+    let (w, g) = t.s.open_session().unwrap();
+    let mut j = job(5);
+    j.pin = Some(Pin {
+        worker: w,
+        generation: g,
+    });
+    let running = t.submit(&rs, j.clone());
+    t.submit(&rs, j);
+    t.take();
+    t.s.started(w, g, running, t.now, &mut t.fx);
+    t.exit(w, Some(1), None);
+    let d = delivered(&t.take());
+    assert_eq!(d.len(), 2);
+    assert!(matches!(d[0].1, Outcome::Crashed { .. }));
+    assert_eq!(d[1].1, Outcome::SessionLost);
+    assert!(!t.s.session_alive(w, g));
+}
+
+#[test]
+fn recycling_counts_apart_from_restarts() {
+    let mut t = T::new(1, |c| c.max_tasks_per_worker = Some(2));
+    let (rs, _rx) = run();
+    let a = t.submit(&rs, job(0));
+    let b = t.submit(&rs, job(1));
+    let c = t.submit(&rs, job(2));
+    assert_eq!(writes(&t.take()).len(), 2, "never more than it may still run");
+    for id in [a, b] {
+        t.s.started(0, t.gen(0), id, t.now, &mut t.fx);
+        t.s.answered(0, t.gen(0), id, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    }
+    assert_eq!(writes(&t.take()), vec![(0, SHUTDOWN, 0)]);
+    t.exit(0, Some(0), None);
+    let st = t.s.stats(t.now);
+    assert_eq!((st.workers[0].recycles, st.workers[0].restarts), (1, 0));
+    let g = t.gen(0);
+    t.take();
+    t.bring_up(0, g + 1);
+    assert_eq!(t.s.outstanding(), 1);
+    let _ = c;
+}
+
+#[test]
+fn only_self_inflicted_start_failures_count_toward_the_crash_loop() {
+    let mut t = T::new(1, |c| {
+        c.crash_loop_limit = 2;
+        c.restart_backoff = 0.001;
+    });
+    // Killed from outside while starting, ten times: never broken.
+    for _ in 0..10 {
+        t.exit(0, None, Some("SIGKILL"));
+        t.later(100);
+        let spawns: Vec<_> = t
+            .take()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Spawn { worker, generation } => Some((worker, generation)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(spawns.len(), 1);
+        t.s.spawned(0, spawns[0].1, 77, t.now, &mut t.fx);
+    }
+    assert!(t.s.broken.is_none());
+    // Its own failures: an exit code before ready, twice.
+    t.exit(0, Some(1), None);
+    t.later(100);
+    let g = t.gen(0) + 1;
+    t.take();
+    t.s.spawned(0, g, 78, t.now, &mut t.fx);
+    t.exit(0, Some(1), None);
+    let why = t.s.broken.clone().expect("broken after two self-inflicted failures");
+    assert!(why.contains("failed to start 2 times in a row"), "{why}");
+    assert!(why.contains("exited with code 1"), "{why}");
+}
+
+#[test]
+fn frames_that_cannot_be_valid_kill_the_worker() {
+    let mut t = T::new(1, |_| {});
+    let (rs, _rx) = run();
+    let id = t.submit(&rs, job(0));
+    t.take();
+    t.s.answered(0, t.gen(0), id, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    assert_eq!(kills(&t.take()), vec![0], "a result for a batch it had not started");
+    let mut t = T::new(1, |_| {});
+    let id = t.submit(&rs, job(0));
+    t.s.started(0, t.gen(0), id, t.now, &mut t.fx);
+    t.s.started(0, t.gen(0), id + 1, t.now, &mut t.fx);
+    assert_eq!(kills(&t.take()), vec![0], "a start while another batch runs");
+    t.exit(0, None, Some("SIGKILL"));
+    let d = delivered(&t.take());
+    assert!(
+        matches!(&d[0].1, Outcome::Protocol(why) if why.contains("started batch")),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_deadline_kills_and_charges_only_its_batch() {
+    let mut t = T::new(1, |_| {});
+    let (rs, _rx) = run();
+    let mut j = job(0);
+    j.timeout = Some(Duration::from_millis(100));
+    let id = t.submit(&rs, j);
+    let behind = t.submit(&rs, job(1));
+    t.take();
+    t.s.started(0, t.gen(0), id, t.now, &mut t.fx);
+    t.later(50);
+    assert!(kills(&t.take()).is_empty());
+    t.later(60);
+    assert_eq!(kills(&t.take()), vec![0]);
+    t.exit(0, None, Some("SIGKILL"));
+    let d = delivered(&t.take());
+    assert_eq!(d, vec![(0, Outcome::Timeout { seconds: 0.1 }, true)]);
+    assert_eq!(t.s.outstanding(), 1, "the batch behind it is requeued: {behind}");
+}
+
+#[test]
+fn terminate_says_which_batches_ran_and_which_never_started() {
+    let mut t = T::new(1, |_| {});
+    let (rs, _rx) = run();
+    let running = t.submit(&rs, job(0));
+    t.submit(&rs, job(1));
+    t.submit(&rs, job(2));
+    t.take();
+    t.s.started(0, t.gen(0), running, t.now, &mut t.fx);
+    t.s.stop(false, t.now, &mut t.fx);
+    let fx = t.take();
+    let d = delivered(&fx);
+    assert_eq!(d.len(), 2);
+    assert!(d
+        .iter()
+        .all(|(_, o, started)| matches!(o, Outcome::Aborted(_)) && !started));
+    t.exit(0, None, Some("SIGTERM"));
+    let d = delivered(&t.take());
+    assert_eq!(d.len(), 1);
+    assert!(matches!(&d[0], (0, Outcome::Aborted(why), true) if why.contains("while it ran")));
+    assert!(t.s.finished());
+}

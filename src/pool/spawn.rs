@@ -118,25 +118,37 @@ pub(crate) fn has_exited(pid: u32) -> bool {
     r != 0 || unsafe { info.si_pid() } != 0
 }
 
-/// Reaps an exited worker: `(exit code, signal name)`.
-pub(crate) fn reap(pid: u32) -> (Option<i32>, Option<String>) {
-    let mut status = 0;
+/// How an exited (not yet reaped) process ended: `(exit code, signal name)`. It stays a zombie, so its pid and
+/// group id stay ours.
+pub(crate) fn exit_status(pid: u32) -> (Option<i32>, Option<String>) {
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let r = loop {
-        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
         if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
             continue;
         }
         break r;
     };
-    if r <= 0 {
+    if r != 0 {
         return (None, None);
     }
-    if libc::WIFEXITED(status) {
-        (Some(libc::WEXITSTATUS(status)), None)
-    } else if libc::WIFSIGNALED(status) {
-        (None, Some(signal_name(libc::WTERMSIG(status))))
-    } else {
-        (None, None)
+    let status = unsafe { info.si_status() };
+    match info.si_code {
+        libc::CLD_EXITED => (Some(status), None),
+        libc::CLD_KILLED | libc::CLD_DUMPED => (None, Some(signal_name(status))),
+        _ => (None, None),
+    }
+}
+
+/// Reaps an exited process (its pid may be reused afterwards).
+pub(crate) fn reap(pid: u32) {
+    let mut status = 0;
+    loop {
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        return;
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::io::Interest;
 
 use super::outbox::{Flushed, Outbox};
 use super::sched::{Exit, Hello};
-use super::spawn::{has_exited, reap, Spawned};
+use super::spawn::{has_exited, Spawned};
 use super::{Outcome, Shared};
 use crate::protocol::{self, check_header, decode_header, Header, HEADER_LEN};
 
@@ -275,7 +275,7 @@ pub(crate) async fn serve(
     }
     outbox.close();
     writer.abort();
-    let (exit_code, signal) = sh.reap_worker(index, generation, pid, reap);
+    let (exit_code, signal) = sh.bury(pid);
     let stderr_tail = tail
         .lock()
         .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
@@ -288,7 +288,9 @@ pub(crate) async fn serve(
         stderr_tail,
         init_failure,
     };
+    // The scheduler learns of the exit before the pid is released: nothing can see the slot as live after.
     sh.apply(|s, fx| s.exited(index, generation, exit, now, fx));
+    sh.reap(index, generation, pid);
 }
 
 /// Resolves when the process has exited (it is left unreaped: its pid and group stay ours until we reap).
