@@ -31,3 +31,9 @@ def nap_and_touch(path, seconds):
         f.write(f"{os.getpid()}\n")
     time.sleep(seconds)
     return os.getpid()
+
+
+def started_nap(arg):
+    """``arg`` is ``(path, seconds)``: records this worker's pid in ``path`` when it starts, then sleeps."""
+    path, seconds = arg
+    return nap_and_touch(path, seconds)

@@ -15,7 +15,7 @@ import time
 import psutil
 import pytest
 import slither
-from _dropin_helpers import nap, nap_pid
+from _dropin_helpers import nap, nap_and_touch, started_nap
 from _kernel import run_cells, text_of
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -91,39 +91,44 @@ def test_aimap_reads_its_input_lazily_and_async_iterables_too(pool):
 
 @pytest.mark.timeout(60)
 def test_cancelling_the_awaiting_task_kills_the_worker_running_the_call(tmp_path):
-    with slither.Pool(2) as pool:
-        before = {w.pid for w in pool.workers_info()}
+    started = tmp_path / "started"
 
-        async def main():
-            task = asyncio.ensure_future(pool.acall(nap_pid, 30))
+    def started_pids():
+        return {int(line) for line in started.read_text().split()} if started.exists() else set()
+
+    def all_dead(pids):
+        return _eventually(lambda: not any(psutil.pid_exists(p) for p in pids))
+
+    with slither.Pool(2) as pool:
+        async def cancel_soon(awaitable):
+            task = asyncio.ensure_future(awaitable)
             await asyncio.sleep(0.5)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            t = asyncio.ensure_future(pool.amap(nap, [30, 30], batch_size=1))
-            await asyncio.sleep(0.5)
-            t.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await t
 
-        asyncio.run(main())
-        assert _eventually(lambda: not any(psutil.pid_exists(p) for p in before))
+        asyncio.run(cancel_soon(pool.acall(nap_and_touch, str(started), 30)))
+        first = started_pids()
+        assert len(first) == 1 and all_dead(first)
+        asyncio.run(cancel_soon(pool.amap(started_nap, [(str(started), 30)] * 2, batch_size=1)))
+        second = started_pids() - first
+        assert second and all_dead(second)
         assert pool.wait_ready(timeout=30)
         assert pool.map(abs, [-3]) == [3]
 
         async def leave_early():
-            stream = pool.aimap(nap_pid, [0.01, 30, 30], batch_size=1)
+            stream = pool.aimap(started_nap, [(str(tmp_path / "quick"), 0.01)] + [(str(started), 30)] * 2,
+                                batch_size=1)
             async for pid in stream:
                 break
             await stream.aclose()  # leaving early and closing cancels what is left
             return pid
 
-        busy = {w.pid for w in pool.workers_info()}
         asyncio.run(leave_early())
-        assert _eventually(lambda: not any(psutil.pid_exists(p) for p in busy))
+        # Every worker that had started a 30 s call was killed (a call not started yet was simply dropped).
+        assert all_dead(started_pids() - first - second)
         assert pool.wait_ready(timeout=30)
-        stats = pool.stats()
-        assert all(w.state == "ready" for w in stats.workers)
+        assert all(w.state == "ready" for w in pool.stats().workers)
 
 
 TICKS_SCRIPT = """
