@@ -44,10 +44,6 @@ _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 _JOIN_S = 5.0  # bound on joining one of a pool's threads at close/terminate/exit
 
-# The dispatch options every map-like call takes, besides the function and the input.
-_IMAP_OPTIONS = ("batch_size", "batching", "max_in_flight", "ordered", "batch_timeout", "on_error", "progress",
-                 "chunksize")
-
 
 @atexit.register
 def _stop_all_pools() -> None:
