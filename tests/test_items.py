@@ -191,7 +191,7 @@ def test_under_skip_a_crash_costs_its_batch(pool):
 @pytest.mark.timeout(60)
 def test_a_single_call_can_be_bounded_without_taking_a_keyword(pool):
     assert pool.call(f"{H}:echo_timeout", 1, timeout=5) == (1, 5)  # the function's own keyword
-    pids = {w["pid"] for w in pool.workers_info()}
+    pids = {w.pid for w in pool.workers_info()}
     t0 = time.monotonic()
     with pytest.raises(slither.BatchTimeout):
         pool.options(timeout=0.5).call(f"{H}:sleep_for", 60)
@@ -200,7 +200,7 @@ def test_a_single_call_can_be_bounded_without_taking_a_keyword(pool):
     with pytest.raises(slither.BatchTimeout):
         fut.result(timeout=30)
     assert pool.wait_ready(30)
-    assert {w["pid"] for w in pool.workers_info()} != pids, "the overrunning workers were replaced"
+    assert {w.pid for w in pool.workers_info()} != pids, "the overrunning workers were replaced"
     assert pool.options(timeout=30).call(f"{H}:echo_timeout", 2, timeout=7) == (2, 7)
     with pytest.raises(slither.ConfigError, match="timeout"):
         pool.options(timeout=0)
@@ -395,7 +395,7 @@ def test_eight_dispatching_threads_under_chaos_finish():
         def killer() -> None:
             rng = random.Random(1)
             while not stop.wait(0.1):
-                pids = [w["pid"] for w in pool.workers_info() if w["state"] == "ready"]
+                pids = [w.pid for w in pool.workers_info() if w.state == "ready"]
                 if pids:
                     try:
                         os.kill(rng.choice(pids), signal.SIGKILL)
