@@ -5,6 +5,7 @@
     nox -s ray                 the shared behaviour tests on both backends, with a local Ray
     nox -s lint                rustfmt, clippy -D warnings, ruff
     nox -s bench               benchmarks against the peers; writes docs/benchmarks.md
+    nox -s demos_freethreaded  every demo at --size small on a free-threaded CPython, GIL off
 """
 
 from __future__ import annotations
@@ -89,6 +90,37 @@ def lint(session: nox.Session) -> None:
     session.run("cargo", "fmt", "--all", "--", "--check", external=True)
     session.run("cargo", "clippy", "--workspace", "--all-targets", "--", "-D", "warnings", external=True)
     session.run("ruff", "check", "python", "tests", "bench", "noxfile.py")
+
+
+@nox.session(venv_backend="none")
+def demos_freethreaded(session: nox.Session) -> None:
+    """Every demo at --size small on a free-threaded CPython, GIL off, baselines in that interpreter.
+
+    slither's invariants all hold; the unsafe text_analysis and batch_stats baselines break an invariant in
+    at least one of 5 runs (tests/test_examples_freethreaded.py). Self-contained: its own venv.
+    """
+    py = os.environ.get("SLITHER_FT_PYTHON")
+    if not py:
+        script = ROOT.parent / "shared" / "tools" / "freethreaded-python.sh"
+        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True) if script.exists() else None
+        if proc is None or proc.returncode != 0 or not proc.stdout.strip():
+            session.skip("SKIPPED the free-threaded demo leg: no free-threaded interpreter could be had here")
+        py = proc.stdout.strip().splitlines()[-1]
+    venv = ROOT / ".nox" / "demos-ft-venv"
+    if not (venv / "bin" / "python").exists():
+        session.run(py, "-m", "venv", str(venv), external=True)
+    vpy = str(venv / "bin" / "python")
+    session.run(vpy, "-m", "pip", "install", "-q", "pytest>=8", "pytest-timeout>=2.3", "psutil>=5.9",
+                "cloudpickle>=2.0", "maturin>=1.7,<2", external=True)
+    optional = subprocess.run([vpy, "-m", "pip", "install", "-q", "--only-binary=:all:", "scikit-learn>=1.3",
+                               "Pillow>=10.0"])
+    if optional.returncode != 0:
+        session.warn("scikit-learn or Pillow has no wheel for this interpreter: ml_scoring and image_pipeline "
+                     "are skipped on this leg")
+    env = {"VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "SLITHER_DEMOS_FT": "1"}
+    session.run(str(venv / "bin" / "maturin"), "develop", "--quiet", env=env, external=True)
+    session.run(vpy, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rsx", "tests/test_examples_freethreaded.py",
+                *session.posargs, env=env, external=True)
 
 
 @nox.session

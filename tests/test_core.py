@@ -27,6 +27,13 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _wait_reaped(pid: int, seconds: float = 10) -> None:
+    """Until the supervisor has reaped `pid` (after it told the scheduler)."""
+    deadline = time.monotonic() + seconds
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 def _wait_gone(pids, seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
     alive = [p for p in pids if not _gone(p)]
@@ -144,9 +151,7 @@ def test_wait_ready_is_never_true_once_a_dead_worker_was_reaped():
             assert pool.wait_ready(timeout=30)
             victim = pool.workers_info()[0].pid
             os.kill(victim, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while psutil.pid_exists(victim) and time.monotonic() < deadline:
-                time.sleep(0.0005)
+            _wait_reaped(victim)
             # Reaped by the supervisor: the scheduler already knows.
             assert not psutil.pid_exists(victim)
             assert victim not in {w.pid for w in pool.workers_info() if w.state == "ready"}
@@ -253,12 +258,13 @@ def test_a_session_opened_during_a_replacement_waits_for_a_ready_worker():
     with slither.Pool(1) as pool:
         victim = pool.workers_info()[0].pid
         os.kill(victim, signal.SIGKILL)
-        _wait_gone([victim], 5)
+        _wait_reaped(victim)
         with pool.session(timeout=30) as s:
             assert s.pid != victim
             assert s.call("_core_helpers:echo", 7) == 7
-        os.kill(pool.workers_info()[0].pid, signal.SIGKILL)
-        _wait_gone([pool.workers_info()[0].pid], 5)
+        victim = pool.workers_info()[0].pid
+        os.kill(victim, signal.SIGKILL)
+        _wait_reaped(victim)
         try:
             with pool.session(timeout=0.001):
                 pass

@@ -101,3 +101,9 @@ def test_progress_without_and_with_tqdm(mpool, capsys, monkeypatch):
     monkeypatch.undo()
     pytest.importorskip("tqdm")
     assert mpool.map("_helpers:inc", range(10), progress=True) == list(range(1, 11))
+
+
+@pytest.mark.timeout(60)
+def test_ordered_results_of_a_strategy_that_regroups_its_input_do_not_wait_for_ever(pool):
+    out = pool.map(abs, range(100), batching=slither.KeyPartition(key=lambda x: x % 10), max_in_flight=2)
+    assert out == list(range(100))

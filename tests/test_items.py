@@ -247,7 +247,6 @@ def _announce(items, event):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=False, reason="needs the core's Completion.started for batches queued on a worker")
 def test_terminate_says_which_batches_were_killed_mid_run_and_which_never_started():
     pool = slither.Pool(2)
     got: dict[str, object] = {}
@@ -284,8 +283,6 @@ def test_a_function_that_cannot_be_found_fails_the_call_whatever_the_policy(pool
 
 # 9 -----------------------------------------------------------------------------------------------------
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(not hasattr(_slither.PoolCore, "record_failures"), strict=False,
-                   reason="needs the core's PoolCore.record_failures")
 def test_per_item_exceptions_count_as_failures(pool):
     pool.dispatch("_helpers:fail_on", range(10), batch_size=10, on_error="skip")
     assert sum(w.failures for w in pool.stats().workers) == 1

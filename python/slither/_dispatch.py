@@ -299,9 +299,10 @@ class Engine:
                 while len(self.live) < self.max_in_flight and (again := self.retries.pop_due()) is not None:
                     self._submit(again, ready)
                 # Ordered output waits for its oldest batch: count what is buffered behind it too, so one slow
-                # batch cannot make the host pull (and hold) the rest of the input.
+                # batch cannot make the host pull (and hold) the rest of the input. With nothing in flight the
+                # position it waits for has not been sent yet (a strategy that regroups its input): read on.
                 while not exhausted and len(self.live) < self.max_in_flight and (
-                    order is None or len(self.live) + len(order) < window
+                    order is None or len(self.live) + len(order) < window or not (self.live or self.retries)
                 ):
                     try:
                         indices, items = next(source)

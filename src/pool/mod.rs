@@ -154,6 +154,8 @@ pub(crate) struct Shared {
     pub cfg: PoolConfig,
     sched: Mutex<Sched>,
     changed: Condvar,
+    /// Threads waiting on `changed`: without any, a change wakes nobody (and costs no system call).
+    waiters: AtomicUsize,
     io: Vec<Mutex<SlotIo>>,
     commands: tokio::sync::mpsc::UnboundedSender<Command>,
     pub store: Option<Arc<Store>>,
@@ -200,7 +202,9 @@ impl Shared {
             }
             (out, rest)
         };
-        self.changed.notify_all();
+        if self.waiters.load(Ordering::Acquire) > 0 {
+            self.changed.notify_all();
+        }
         for e in rest {
             match e {
                 Effect::Deliver { run, completion } => run.deliver(completion),
@@ -279,6 +283,7 @@ impl Pool {
             io: (0..cfg.workers).map(|_| Mutex::new(SlotIo::default())).collect(),
             cfg,
             changed: Condvar::new(),
+            waiters: AtomicUsize::new(0),
             commands: tx,
             store,
             events: EventBus::default(),
@@ -348,12 +353,15 @@ impl Pool {
             if now >= deadline {
                 return Ok(T::default());
             }
+            // Counted while the lock is held, so a change made after `done` looked cannot miss this waiter.
+            self.shared.waiters.fetch_add(1, Ordering::AcqRel);
             s = self
                 .shared
                 .changed
                 .wait_timeout(s, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            self.shared.waiters.fetch_sub(1, Ordering::AcqRel);
         }
     }
 

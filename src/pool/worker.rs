@@ -39,13 +39,18 @@ fn watch<T: AsRawFd>(inner: T, interest: Interest) -> Option<AsyncFd<T>> {
 }
 
 /// Frames assembled from the bytes of a non-blocking socket.
+///
+/// Small frames are parsed out of one reusable read buffer (many per read); a payload is allocated once at its
+/// announced size (checked against the limit first) and a large one is read straight into place.
 struct Frames {
-    scratch: Vec<u8>,
-    /// Bytes of `scratch` already consumed.
+    scratch: Box<[u8]>,
+    /// Valid bytes in `scratch`, and how many of them were consumed.
+    filled: usize,
     pos: usize,
     header: [u8; HEADER_LEN],
     got: usize,
-    payload: Option<(Header, Vec<u8>)>,
+    /// The frame being read: its header, its payload buffer, and how much of it is filled.
+    payload: Option<(Header, Vec<u8>, usize)>,
 }
 
 enum Read1 {
@@ -59,7 +64,8 @@ enum Read1 {
 impl Frames {
     fn new() -> Frames {
         Frames {
-            scratch: Vec::new(),
+            scratch: vec![0u8; CHUNK].into_boxed_slice(),
+            filled: 0,
             pos: 0,
             header: [0; HEADER_LEN],
             got: 0,
@@ -70,69 +76,51 @@ impl Frames {
     /// The next whole frame, reading from `sock` as needed without blocking.
     fn next(&mut self, sock: &UnixStream, max_frame: u64) -> Read1 {
         loop {
-            let pos = &mut self.pos;
-            if let Some((h, data)) = &mut self.payload {
-                let want = h.len as usize - data.len();
+            let buffered = self.filled - self.pos;
+            if let Some((h, data, done)) = &mut self.payload {
+                let want = h.len as usize - *done;
                 if want == 0 {
-                    let (h, data) = self.payload.take().expect("present");
+                    let (h, data, _) = self.payload.take().expect("present");
                     return Read1::Frame(h, data);
                 }
-                let buffered = self.scratch.len() - *pos;
                 if buffered > 0 {
                     let n = want.min(buffered);
-                    data.extend_from_slice(&self.scratch[*pos..*pos + n]);
-                    *pos += n;
+                    data[*done..*done + n].copy_from_slice(&self.scratch[self.pos..self.pos + n]);
+                    *done += n;
+                    self.pos += n;
                     continue;
                 }
                 if want >= CHUNK {
                     // Large payloads are read straight into place.
-                    let len = data.len();
-                    data.resize(len + want.min(64 * CHUNK), 0);
-                    match (&*sock).read(&mut data[len..]) {
-                        Ok(0) => {
-                            data.truncate(len);
-                            return Read1::Eof;
-                        }
-                        Ok(n) => data.truncate(len + n),
-                        Err(e) => {
-                            data.truncate(len);
-                            return io_end(e);
-                        }
+                    match (&*sock).read(&mut data[*done..]) {
+                        Ok(0) => return Read1::Eof,
+                        Ok(n) => *done += n,
+                        Err(e) => return io_end(e),
                     }
                     continue;
                 }
-            } else if self.got < HEADER_LEN {
-                let buffered = self.scratch.len() - *pos;
-                if buffered > 0 {
-                    let n = (HEADER_LEN - self.got).min(buffered);
-                    self.header[self.got..self.got + n].copy_from_slice(&self.scratch[*pos..*pos + n]);
-                    self.got += n;
-                    *pos += n;
-                    if self.got == HEADER_LEN {
-                        let h = decode_header(&self.header);
-                        if let Err(why) = check_header(&h, max_frame) {
-                            return Read1::Invalid(why);
-                        }
-                        self.got = 0;
-                        self.payload = Some((h, Vec::with_capacity(h.len as usize)));
+            } else if buffered > 0 {
+                let n = (HEADER_LEN - self.got).min(buffered);
+                self.header[self.got..self.got + n].copy_from_slice(&self.scratch[self.pos..self.pos + n]);
+                self.got += n;
+                self.pos += n;
+                if self.got == HEADER_LEN {
+                    self.got = 0;
+                    let h = decode_header(&self.header);
+                    if let Err(why) = check_header(&h, max_frame) {
+                        return Read1::Invalid(why);
                     }
-                    continue;
+                    self.payload = Some((h, vec![0u8; h.len as usize], 0));
                 }
+                continue;
             }
-            // Need more bytes in the scratch buffer.
-            self.scratch.clear();
+            // Need more bytes in the read buffer.
             self.pos = 0;
-            self.scratch.resize(CHUNK, 0);
+            self.filled = 0;
             match (&*sock).read(&mut self.scratch) {
-                Ok(0) => {
-                    self.scratch.clear();
-                    return Read1::Eof;
-                }
-                Ok(n) => self.scratch.truncate(n),
-                Err(e) => {
-                    self.scratch.clear();
-                    return io_end(e);
-                }
+                Ok(0) => return Read1::Eof,
+                Ok(n) => self.filled = n,
+                Err(e) => return io_end(e),
             }
         }
     }
@@ -226,7 +214,9 @@ pub(crate) async fn serve(
     tail: Tail,
 ) {
     let pid = sp.pid;
-    let Some(sock) = watch(sp.channel, Interest::READABLE | Interest::WRITABLE).map(Arc::new) else {
+    // Readable only: a writable interest would wake this thread every time the worker drains its socket.
+    let writer_end = sp.channel.try_clone().ok();
+    let Some(sock) = watch(sp.channel, Interest::READABLE).map(Arc::new) else {
         return;
     };
     if let Some(out) = sp.stdout {
@@ -235,7 +225,7 @@ pub(crate) async fn serve(
     if let Some(err) = sp.stderr {
         tokio::spawn(forward(OwnedFd::from(err), index, pid, Some(tail.clone())));
     }
-    let writer = tokio::spawn(write_queued(sock.clone(), outbox.clone()));
+    let writer = tokio::spawn(write_queued(writer_end, outbox.clone()));
     let exit = wait_exit(pid, sp.pidfd);
     tokio::pin!(exit);
     let mut conn = Conn {
@@ -307,17 +297,27 @@ async fn wait_exit(pid: u32, pidfd: Option<OwnedFd>) {
     }
 }
 
-async fn write_queued(sock: Arc<AsyncFd<UnixStream>>, outbox: Arc<Outbox>) {
+/// Finishes frames the socket did not take at once. It watches the socket for room only while frames wait,
+/// so a socket with nothing queued never wakes the supervisor.
+async fn write_queued(sock: Option<UnixStream>, outbox: Arc<Outbox>) {
+    let Some(sock) = sock else { return };
     loop {
         outbox.wake.notified().await;
+        let mut room: Option<AsyncFd<UnixStream>> = None;
         loop {
             match outbox.flush() {
                 Flushed::Empty => break,
                 Flushed::Closed => return,
-                Flushed::Blocked => match sock.writable().await {
-                    Ok(mut g) => g.clear_ready(),
-                    Err(_) => return,
-                },
+                Flushed::Blocked => {
+                    if room.is_none() {
+                        room = sock.try_clone().ok().and_then(|s| watch(s, Interest::WRITABLE));
+                    }
+                    let Some(r) = &room else { return };
+                    match r.writable().await {
+                        Ok(mut g) => g.clear_ready(),
+                        Err(_) => return,
+                    }
+                }
             }
         }
     }

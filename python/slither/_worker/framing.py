@@ -57,6 +57,19 @@ class Channel:
                 self._write_all(header)
                 self._write_all(payload)
 
+    def send_many(self, frames: list[tuple[int, int, bytes | bytearray | memoryview]]) -> None:
+        """Several frames in one write where they are small (one wake-up for the host, not several)."""
+        parts: list[bytes | bytearray | memoryview] = []
+        for kind, ident, payload in frames:
+            parts.append(HEADER.pack(kind, ident, len(payload)))
+            parts.append(payload)
+        with self._wlock:
+            if sum(len(p) for p in parts) < _SMALL:
+                self._write_all(b"".join(parts))
+            else:
+                for p in parts:
+                    self._write_all(p)
+
     def _write_all(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         while view:

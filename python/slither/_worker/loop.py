@@ -112,9 +112,16 @@ class Worker:
 
     def serve(self) -> None:
         inbox, lock, chan = self.inbox, self.lock, self.chan
+        # A result whose next task is already waiting goes out with that task's STARTED, in one write.
+        held: tuple[int, int, bytes] | None = None
         while True:
+            if held is not None and inbox.empty():
+                chan.send(*held)
+                held = None
             task = inbox.get()
             if task is None:
+                if held is not None:
+                    chan.send(*held)
                 return
             ident, body = task
             with lock:
@@ -122,10 +129,14 @@ class Worker:
                     self.revoked.discard(ident)
                     continue
                 self.waiting.discard(ident)
-                chan.send(framing.STARTED, ident)
+                if held is not None:
+                    chan.send_many([held, (framing.STARTED, ident, b"")])
+                    held = None
+                else:
+                    chan.send(framing.STARTED, ident)
             ok, payload = execute(body, self.max_result_bytes)
             del body, task
-            chan.send(framing.RESULT_OK if ok else framing.RESULT_ERR, ident, payload)
+            held = (framing.RESULT_OK if ok else framing.RESULT_ERR, ident, payload)
             del payload
 
 

@@ -1,7 +1,9 @@
 """The five demos: each runs one workload through slither's isolated workers and as naive threaded code
-in the same interpreter, and reports, with measured numbers, what each got right.
+in the same interpreter, on the same data, and reports, with numbers measured in that run, what each got
+right.
 
-``python -m slither.example`` lists them; ``python -m slither.example NAME`` runs one.
+``python -m slither.example`` lists them; ``python -m slither.example NAME`` runs one;
+``slither.example.run(NAME, size="small")`` returns the report (text, HTML in Jupyter, ``.to_json()``).
 """
 
 from __future__ import annotations
@@ -21,20 +23,50 @@ EXAMPLES = {
 
 
 def load(name: str) -> ModuleType:
+    """The example module called ``name``.
+
+    Raises:
+        ValueError: (``slither.ConfigError``) no example has that name; the message lists them.
+    """
     if name not in EXAMPLES:
-        raise KeyError(f"no example named {name!r}; choose from {', '.join(EXAMPLES)}")
+        from slither.errors import ConfigError
+
+        raise ConfigError(f"no example named {name!r}; choose from {', '.join(EXAMPLES)}")
     return importlib.import_module(EXAMPLES[name])
 
 
 def run(name: str, *, size: str = "default", workers: int | None = None, baselines: bool = True,
-        baseline_python: list[str] | None = None, seed: int = 42) -> Any:
-    """Runs one example and returns its report (text with ``print``, HTML in Jupyter, ``.to_json()``)."""
-    from slither.example._harness import Context
+        baseline_python: list[str] | None = None, seed: int = 42, verbose: bool = False) -> Any:
+    """Runs one example and returns its :class:`~slither.example._report.Report`.
 
-    ctx = Context(size=size, seed=seed, baselines=baselines, baseline_python=list(baseline_python or []))
+    Args:
+        name: one of :data:`EXAMPLES`.
+        size: ``"small"``, ``"default"`` or ``"large"``.
+        workers: worker processes (default: cores); the threaded baselines use as many threads.
+        baselines: also run the threaded baselines in this interpreter.
+        baseline_python: paths of other interpreters (e.g. ``python3.13t``) to run the baselines under too.
+        seed: the data's seed; the same seed gives the same data on every side.
+        verbose: print the full crash dumps of deliberately crashed workers (batch_stats).
+
+    Raises:
+        ValueError: (``slither.ConfigError``) unknown name or size, ``workers`` < 1, or a
+            ``baseline_python`` that is not a usable interpreter; each message says which and what is valid.
+        ModuleNotFoundError: the example needs a package that is not installed (``pip install "slither[examples]"``).
+    """
+    from slither.example._harness import Context, check_baseline_python
+
+    module = load(name)
+    ctx = Context(size=size, seed=seed, baselines=baselines, baseline_python=list(baseline_python or []),
+                  verbose=verbose)
     if workers is not None:
         ctx.workers = workers
-    return load(name).run(ctx)
+        ctx.__post_init__()
+    for python in ctx.baseline_python:
+        check_baseline_python(python)
+    missing = missing_packages(module)
+    if missing:
+        raise ModuleNotFoundError(f"{name} needs {', '.join(missing)}: pip install \"slither[examples]\"")
+    return module.run(ctx)
 
 
 def missing_packages(module: ModuleType) -> list[str]:
@@ -44,4 +76,3 @@ def missing_packages(module: ModuleType) -> list[str]:
         if importlib.util.find_spec(import_name) is None:
             missing.append(pip_name)
     return missing
-

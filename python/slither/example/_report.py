@@ -10,14 +10,15 @@ import html
 import json
 import platform
 import sys
+import sysconfig
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
 def interpreter_label() -> str:
-    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
-    build = " free-threaded build" if "free-threading" in sys.version or "experimental free-threading" in sys.version else ""
-    return f"{platform.python_implementation()} {platform.python_version()}{build}, GIL {'on' if gil else 'off'}"
+    """E.g. "CPython 3.13.1 free-threaded build, GIL off": the build flag and the GIL's state now."""
+    build = " free-threaded build" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""
+    return f"{platform.python_implementation()} {platform.python_version()}{build}, GIL {'on' if gil_enabled() else 'off'}"
 
 
 def gil_enabled() -> bool:
@@ -47,8 +48,9 @@ class Row:
     interpreter: str
     invariants: list[Invariant]
     wall_s: float
-    peak_mb: float | None
-    """Peak resident memory in MiB as measured by the OS (see the report's note on what it covers)."""
+    mem_mb: float | None
+    """Memory growth in MiB: resident high-water mark during the run minus resident memory before it
+    (for slither, the host's growth plus each worker's)."""
     note: str = ""
 
     @property
@@ -57,7 +59,7 @@ class Row:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Row:
-        return cls(d["mode"], d["interpreter"], [Invariant(**i) for i in d["invariants"]], d["wall_s"], d["peak_mb"],
+        return cls(d["mode"], d["interpreter"], [Invariant(**i) for i in d["invariants"]], d["wall_s"], d["mem_mb"],
                    d.get("note", ""))
 
 
@@ -90,10 +92,11 @@ class Report:
             out.append("")
             out += self.details
         out.append("")
-        out.append(f"  {'mode':<30} {'interpreter':<44} {'wall':>8} {'peak MiB':>9}  result")
+        width = max([30, *(len(r.mode) for r in self.rows)])
+        out.append(f"  {'mode':<{width}} {'interpreter':<44} {'wall':>8} {'mem +MiB':>9}  result")
         for r in self.rows:
-            mem = f"{r.peak_mb:9.1f}" if r.peak_mb is not None else f"{'-':>9}"
-            out.append(f"  {r.mode:<30} {r.interpreter:<44} {r.wall_s:7.2f}s {mem}  {'OK' if r.ok else 'WRONG'}")
+            mem = f"{r.mem_mb:9.1f}" if r.mem_mb is not None else f"{'-':>9}"
+            out.append(f"  {r.mode:<{width}} {r.interpreter:<44} {r.wall_s:7.2f}s {mem}  {'OK' if r.ok else 'WRONG'}")
             for i in r.invariants:
                 mark = "ok" if i.ok else "WRONG"
                 out.append(f"      {mark:<5} {i.name}: expected {i.expected}, observed {i.observed}")
@@ -116,7 +119,7 @@ class Report:
                 f"{e(i.name)}: expected {e(str(i.expected))}, observed {e(str(i.observed))}"
                 for i in r.invariants
             )
-            mem = f"{r.peak_mb:.1f}" if r.peak_mb is not None else "-"
+            mem = f"{r.mem_mb:.1f}" if r.mem_mb is not None else "-"
             color = "green" if r.ok else "crimson"
             rows.append(
                 f"<tr><td>{e(r.mode)}</td><td>{e(r.interpreter)}</td><td>{inv}"
@@ -127,6 +130,6 @@ class Report:
         notes = "".join(f"<li>{e(n)}</li>" for n in self.notes)
         return (
             f"<h3>{e(self.title)}</h3><ul>{head}</ul>{details}"
-            "<table><tr><th>mode</th><th>interpreter</th><th>invariants</th><th>wall</th><th>peak MiB</th>"
+            "<table><tr><th>mode</th><th>interpreter</th><th>invariants</th><th>wall</th><th>mem +MiB</th>"
             f"<th>result</th></tr>{''.join(rows)}</table><ul>{notes}</ul>"
         )

@@ -14,6 +14,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from slither.example._measure import run_threads
@@ -97,8 +98,64 @@ def validate(row: dict[str, Any], schema: dict[str, Any]) -> list[str]:
     return errors
 
 
-def expected_invalid(rows: list[dict[str, Any]], version: int) -> int:
-    return sum(1 for r in rows if validate(r, SCHEMAS[version]))
+def expected(batches: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """The serial reference: rows rejected by v1 in batch 1 and by v2 in batch 2, and the row count."""
+    return {"invalid": [sum(1 for r in batches[0] if validate(r, SCHEMA_V1)),
+                        sum(1 for r in batches[1] if validate(r, SCHEMA_V2))],
+            "rows": sum(len(b) for b in batches)}
+
+
+TOGGLE_INTERVAL = 0.001
+"""Seconds between two schema switches during batch 3 (the same on every side)."""
+
+
+def run_etl(batches: list[list[dict[str, Any]]], validate_rows: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+            install: Callable[[int], None]) -> tuple[list[list[dict[str, Any]]], int]:
+    """The ETL run every mode does: batch 1 under v1, reload to v2, batch 2, then batch 3 while another thread
+    switches the schema back and forth. ``validate_rows(rows)`` returns one verdict per row (``id``, ``valid``,
+    the ``version`` it used); ``install(v)`` makes schema v current. Returns (verdicts per batch, switches)."""
+    install(1)
+    outs = [validate_rows(batches[0])]
+    install(2)
+    outs.append(validate_rows(batches[1]))
+    stop = threading.Event()
+    switches = [0]
+
+    def toggler() -> None:
+        while not stop.is_set():
+            for v in (1, 2):
+                install(v)
+                switches[0] += 1
+                time.sleep(TOGGLE_INTERVAL)
+
+    t = threading.Thread(target=toggler)
+    t.start()
+    try:
+        outs.append(validate_rows(batches[2]))
+    finally:
+        stop.set()
+        t.join()
+    install(2)
+    return outs, switches[0]
+
+
+def invariants(batches: list[list[dict[str, Any]]], ref: dict[str, Any], outs: list[list[dict[str, Any]]],
+               validations: int, audit: int) -> list[dict[str, Any]]:
+    """The checks every mode answers (plain dicts: they cross interpreters as JSON)."""
+    by_id = {r["id"]: r for b in batches for r in b}
+    invalid = [sum(1 for e in out if not e["valid"]) for out in outs[:2]]
+    torn = sum(1 for e in outs[2] if e["valid"] != (not validate(by_id[e["id"]], SCHEMAS[e["version"]])))
+    total = ref["rows"]
+    return [
+        {"name": "batch 1 (v1): rows rejected", "expected": ref["invalid"][0], "observed": invalid[0],
+         "ok": invalid[0] == ref["invalid"][0]},
+        {"name": "batch 2 (v2): rows rejected", "expected": ref["invalid"][1], "observed": invalid[1],
+         "ok": invalid[1] == ref["invalid"][1]},
+        {"name": "batch 3: verdicts not matching the version read (torn reads)", "expected": 0, "observed": torn,
+         "ok": torn == 0},
+        {"name": "validations counted", "expected": total, "observed": validations, "ok": validations == total},
+        {"name": "audit log entries", "expected": total, "observed": audit, "ok": audit == total},
+    ]
 
 
 # -- worker side ------------------------------------------------------------------------------
@@ -138,6 +195,8 @@ def audit_stats() -> dict[str, Any]:
 
 
 # -- threaded baselines -----------------------------------------------------------------------
+# Same rows, same access pattern as the workers: per row, read the current (schema, version), validate,
+# append to the audit log, count.
 class _Config:
     """The naive shared configuration: a schema dict mutated in place and a version beside it."""
 
@@ -147,103 +206,80 @@ class _Config:
         self.count = 0
         self.audit: list[dict[str, Any]] = []
 
-
-def _reload_in_place(cfg: _Config, version: int) -> None:
-    new = SCHEMAS[version]["fields"]
-    fields = cfg.schema["fields"]
-    for k in list(fields):
-        if k not in new:
-            del fields[k]
-    for k, v in new.items():
-        fields[k] = v
-    cfg.version = version
-
-
-def _toggle(stop: threading.Event, apply: Any) -> int:
-    n = 0
-    while not stop.is_set():
-        apply(2)
-        time.sleep(0.0005)
-        apply(1)
-        time.sleep(0.0005)
-        n += 2
-    return n
+    def reload_in_place(self, version: int) -> None:
+        new = SCHEMAS[version]["fields"]
+        fields = self.schema["fields"]
+        for k in list(fields):
+            if k not in new:
+                del fields[k]
+        for k, v in new.items():
+            fields[k] = v
+        self.version = version
 
 
-def _while_toggling(apply: Any, work: Any) -> int:
-    """Runs ``work()`` while another thread switches the schema back and forth; returns the switches made."""
-    stop = threading.Event()
-    toggles = [0]
-    toggler = threading.Thread(target=lambda: toggles.__setitem__(0, _toggle(stop, apply)))
-    toggler.start()
-    try:
-        work()
-    finally:
-        stop.set()
-        toggler.join()
-    return toggles[0]
-
-
-def _check(rows: list[dict[str, Any]], entries: list[dict[str, Any]], count: int, log: int) -> list[dict]:
-    by_id = {r["id"]: r for r in rows}
-    torn = sum(1 for e in entries if e["valid"] != (not validate(by_id[e["id"]], SCHEMAS[e["version"]])))
-    return [
-        {"name": "verdicts not matching the recorded version (torn reads)", "expected": 0, "observed": torn,
-         "ok": torn == 0},
-        {"name": "validation counter", "expected": len(rows), "observed": count, "ok": count == len(rows)},
-        {"name": "audit log entries", "expected": len(rows), "observed": log, "ok": log == len(rows)},
-    ]
-
-
-def unsafe_threaded(rows: list[dict[str, Any]], threads: int) -> tuple[list[dict], str]:
+def unsafe_threaded(batches: list[list[dict[str, Any]]], ref: dict[str, Any], threads: int) -> tuple[list[dict[str, Any]], str]:
     cfg = _Config()
-    entries: list[dict[str, Any]] = [{} for _ in rows]
-    errors = [0]
+    races = [0]
 
-    def work(k: int) -> None:
-        for i in range(k, len(rows), threads):
-            version = cfg.version
-            try:
-                errs = validate(rows[i], cfg.schema)
-            except RuntimeError:  # dict changed size during iteration
-                errs = ["schema changed during validation"]
-                errors[0] += 1
-            entries[i] = {"id": rows[i]["id"], "valid": not errs, "version": version}
-            cfg.audit.append(entries[i])
-            cfg.count += 1
+    def validate_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [{} for _ in rows]
 
-    toggles = _while_toggling(lambda v: _reload_in_place(cfg, v), lambda: run_threads(threads, work))
-    return _check(rows, entries, cfg.count, len(cfg.audit)), (
-        f"schema dict mutated in place {toggles} times during the run; shared counter and audit log")
+        def work(k: int) -> None:
+            for i in range(k, len(rows), threads):
+                version = cfg.version
+                try:
+                    errs = validate(rows[i], cfg.schema)
+                except RuntimeError:  # dictionary changed size during iteration
+                    errs = ["schema changed during validation"]
+                    races[0] += 1
+                out[i] = {"id": rows[i]["id"], "valid": not errs, "version": version}
+                cfg.audit.append(out[i])
+                cfg.count += 1
+
+        run_threads(threads, work)
+        return out
+
+    outs, switches = run_etl(batches, validate_rows, cfg.reload_in_place)
+    return invariants(batches, ref, outs, cfg.count, len(cfg.audit)), (
+        f"schema dict mutated in place {switches} times during batch 3; shared counter and audit log"
+        + (f"; {races[0]} validations hit 'dictionary changed size'" if races[0] else ""))
 
 
-def safe_threaded(rows: list[dict[str, Any]], threads: int) -> tuple[list[dict], str]:
+def safe_threaded(batches: list[list[dict[str, Any]]], ref: dict[str, Any], threads: int) -> tuple[list[dict[str, Any]], str]:
     lock = threading.Lock()
-    current = [SCHEMAS[1]]
-    parts: list[tuple[int, list[dict[str, Any]]]] = [(0, []) for _ in range(threads)]
+    current = [SCHEMA_V1]
+    counts: list[int] = []
+    logs: list[list[dict[str, Any]]] = []
 
-    def swap(v: int) -> None:
+    def install(v: int) -> None:
         with lock:
             current[0] = SCHEMAS[v]
 
-    def work(k: int) -> None:
-        n, log = 0, []
-        for i in range(k, len(rows), threads):
-            with lock:
-                schema = current[0]
-            errs = validate(rows[i], schema)
-            log.append({"id": rows[i]["id"], "valid": not errs, "version": schema["version"]})
-            n += 1
-        parts[k] = (n, log)
+    def validate_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [{} for _ in rows]
+        parts: list[tuple[int, list[dict[str, Any]]]] = [(0, []) for _ in range(threads)]
 
-    toggles = _while_toggling(swap, lambda: run_threads(threads, work))
-    entries = [e for _, log in parts for e in log]
-    return _check(rows, entries, sum(n for n, _ in parts), len(entries)), (
-        f"immutable schema swapped under a lock {toggles} times; thread-local counters and logs")
+        def work(k: int) -> None:
+            n, log = 0, []
+            for i in range(k, len(rows), threads):
+                with lock:
+                    schema = current[0]
+                errs = validate(rows[i], schema)
+                out[i] = {"id": rows[i]["id"], "valid": not errs, "version": schema["version"]}
+                log.append(out[i])
+                n += 1
+            parts[k] = (n, log)
+
+        run_threads(threads, work)
+        counts.extend(n for n, _ in parts)
+        logs.extend(log for _, log in parts)
+        return out
+
+    outs, switches = run_etl(batches, validate_rows, install)
+    return invariants(batches, ref, outs, sum(counts), sum(len(log) for log in logs)), (
+        f"immutable schema swapped under a lock {switches} times during batch 3; thread-local counters and logs")
 
 
-
-def baselines(batches: list[list[dict[str, Any]]], threads: int) -> list[tuple[str, Any]]:
-    rows = batches[2]
-    return [("unsafe_threaded", lambda: unsafe_threaded(rows, threads)),
-            ("safe_threaded", lambda: safe_threaded(rows, threads))]
+def baselines(batches: list[list[dict[str, Any]]], ref: dict[str, Any], threads: int) -> list[tuple[str, Any]]:
+    return [(f"unsafe_threaded ({threads} threads)", lambda: unsafe_threaded(batches, ref, threads)),
+            (f"safe_threaded ({threads} threads)", lambda: safe_threaded(batches, ref, threads))]

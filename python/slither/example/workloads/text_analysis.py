@@ -23,6 +23,9 @@ SIZES = {"small": 500, "default": 5000, "large": 50000}
 THRESHOLD = 0.15
 _TOKEN = re.compile(r"\b\w+\b")
 
+RACE_PASSES = 5
+"""The unsafe baseline runs this many times; the report counts the passes that broke an invariant."""
+
 
 def generate(size: str = "default", seed: int = 42) -> list[str]:
     """Documents of 16–65 words from the vocabulary, with stopwords mixed in (seeded, reproducible)."""
@@ -43,12 +46,21 @@ def analyze(text: str, stopwords: frozenset[str]) -> tuple[Counter[str], float]:
     return counts, round((pos - neg) / max(len(tokens), 1), 4)
 
 
-def serial_reference(docs: list[str]) -> dict[str, int]:
+def classify(sentiment: float) -> str:
+    """The sentiment bucket of a document (slither's router and the baselines use the same rule)."""
+    return "positive" if sentiment > THRESHOLD else "negative" if sentiment < -THRESHOLD else "default"
+
+
+def expected(docs: list[str]) -> dict[str, Any]:
+    """The serial reference: word counts over every document, and documents per bucket."""
     total: Counter[str] = Counter()
+    buckets: Counter[str] = Counter()
     stop = frozenset(STOPWORDS)
     for d in docs:
-        total.update(analyze(d, stop)[0])
-    return dict(total)
+        counts, sentiment = analyze(d, stop)
+        total.update(counts)
+        buckets[classify(sentiment)] += 1
+    return {"index": dict(total), "buckets": dict(sorted(buckets.items()))}
 
 
 # -- worker side ------------------------------------------------------------------------------
@@ -94,69 +106,83 @@ def worker_stats() -> dict[str, Any]:
 
 
 # -- threaded baselines -----------------------------------------------------------------------
+# Both do what a slither run does per document: analyze it, add its counts to the index, count it, and
+# put it in a sentiment bucket.
 class _Shared:
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
         self.doc_count = 0
+        self.buckets: dict[str, int] = {}
 
 
-def unsafe_threaded(docs: list[str], threads: int) -> tuple[int, dict[str, int]]:
-    """The naive code: every thread does ``index[w] = index.get(w, 0) + c`` and ``doc_count += 1`` on shared state."""
+def unsafe_threaded(docs: list[str], threads: int) -> tuple[int, dict[str, int], dict[str, int]]:
+    """The naive code: every thread does ``index[w] = index.get(w, 0) + c``, ``doc_count += 1`` and
+    ``buckets[b] += 1`` on shared state."""
     shared = _Shared()
     stop = frozenset(STOPWORDS)
 
     def work(k: int) -> None:
         for d in docs[k::threads]:
-            counts, _ = analyze(d, stop)
+            counts, sentiment = analyze(d, stop)
             for w, c in counts.items():
                 shared.index[w] = shared.index.get(w, 0) + c
             shared.doc_count += 1
+            b = classify(sentiment)
+            shared.buckets[b] = shared.buckets.get(b, 0) + 1
 
     run_threads(threads, work)
-    return shared.doc_count, shared.index
+    return shared.doc_count, shared.index, shared.buckets
 
 
-def safe_threaded(docs: list[str], threads: int) -> tuple[int, dict[str, int]]:
+def safe_threaded(docs: list[str], threads: int) -> tuple[int, dict[str, int], dict[str, int]]:
     """Thread-local counters merged after the threads finish."""
     stop = frozenset(STOPWORDS)
-    parts: list[tuple[int, Counter[str]]] = [(0, Counter()) for _ in range(threads)]
+    parts: list[tuple[int, Counter[str], Counter[str]]] = [(0, Counter(), Counter()) for _ in range(threads)]
 
     def work(k: int) -> None:
-        local: Counter[str] = Counter()
+        index: Counter[str] = Counter()
+        buckets: Counter[str] = Counter()
         n = 0
         for d in docs[k::threads]:
-            local.update(analyze(d, stop)[0])
+            counts, sentiment = analyze(d, stop)
+            index.update(counts)
             n += 1
-        parts[k] = (n, local)
+            buckets[classify(sentiment)] += 1
+        parts[k] = (n, index, buckets)
 
     run_threads(threads, work)
-    total: Counter[str] = Counter()
-    for _, c in parts:
-        total.update(c)
-    return sum(n for n, _ in parts), dict(total)
+    index: Counter[str] = Counter()
+    buckets: Counter[str] = Counter()
+    for _, i, b in parts:
+        index.update(i)
+        buckets.update(b)
+    return sum(n for n, _, _ in parts), dict(index), dict(buckets)
 
 
-
-def baseline_invariants(docs: list[str], doc_count: int, index: dict[str, int], reference: dict[str, int]) -> list[dict]:
+def invariants(docs: list[str], ref: dict[str, Any], doc_count: int, index: dict[str, int],
+               buckets: dict[str, int]) -> list[dict[str, Any]]:
+    """The checks every mode answers, as plain dicts (they cross interpreters as JSON)."""
+    reference = ref["index"]
     wrong = sum(1 for w in reference if index.get(w) != reference[w])
+    words = sum(reference.values())
+    observed_buckets = dict(sorted(buckets.items()))
     return [
         {"name": "documents counted", "expected": len(docs), "observed": doc_count, "ok": doc_count == len(docs)},
-        {"name": "word occurrences", "expected": sum(reference.values()), "observed": sum(index.values()),
-         "ok": sum(index.values()) == sum(reference.values())},
+        {"name": "word occurrences", "expected": words, "observed": sum(index.values()),
+         "ok": sum(index.values()) == words},
         {"name": "words with a wrong count", "expected": 0, "observed": wrong, "ok": wrong == 0},
+        {"name": "documents per bucket", "expected": ref["buckets"], "observed": observed_buckets,
+         "ok": observed_buckets == ref["buckets"]},
     ]
 
 
-def baselines(docs: list[str], threads: int) -> list[tuple[str, Any]]:
+def baselines(docs: list[str], ref: dict[str, Any], threads: int) -> list[tuple[str, Any]]:
     """The threaded modes, each a callable returning (invariants, note), run on the same documents."""
-    reference = serial_reference(docs)
 
-    def unsafe() -> tuple[list[dict], str]:
-        n, index = unsafe_threaded(docs, threads)
-        return baseline_invariants(docs, n, index, reference), "shared dict and counter, no lock"
+    def unsafe() -> tuple[list[dict[str, Any]], str]:
+        return invariants(docs, ref, *unsafe_threaded(docs, threads)), "shared dicts and counter, no lock"
 
-    def safe() -> tuple[list[dict], str]:
-        n, index = safe_threaded(docs, threads)
-        return baseline_invariants(docs, n, index, reference), "thread-local counters merged after"
+    def safe() -> tuple[list[dict[str, Any]], str]:
+        return invariants(docs, ref, *safe_threaded(docs, threads)), "thread-local counters merged after"
 
-    return [("unsafe_threaded", unsafe), ("safe_threaded", safe)]
+    return [(f"unsafe_threaded ({threads} threads)", unsafe), (f"safe_threaded ({threads} threads)", safe)]
