@@ -105,7 +105,7 @@ def test_crash_costs_only_its_batch_and_retry_recovers(bpool, tmp_path):
 
 @pytest.mark.timeout(240)
 def test_timeout_is_a_real_deadline(bpool):
-    out = bpool.dispatch("_helpers:sleep_on", range(4), batch_size=1, timeout=1.0, on_error="skip")
+    out = bpool.dispatch("_helpers:sleep_on", range(4), batch_size=1, batch_timeout=1.0, on_error="skip")
     assert [f.index for f in out.failures] == [3] and out.failures[0].kind == "timeout"
     assert out.results == [0, 1, 2]
 

@@ -242,7 +242,7 @@ def test_a_task_that_leaves_its_group_still_times_out_and_terminate_does_not_han
     pool = slither.Pool(1)
     try:
         t0 = time.monotonic()
-        out = pool.dispatch("_core_helpers:escape_group_and_sleep", [25], batch_size=1, timeout=1)
+        out = pool.dispatch("_core_helpers:escape_group_and_sleep", [25], batch_size=1, batch_timeout=1)
         assert [f.kind for f in out.failures] == ["timeout"]
         assert time.monotonic() - t0 < 10
         pool.submit("_core_helpers:escape_group_and_sleep", 25)

@@ -125,4 +125,4 @@ def test_bad_options_are_config_errors(pool):
     with pytest.raises(slither.ConfigError, match="FixedBatch size"):
         slither.FixedBatch(0)
     with pytest.raises(slither.ConfigError, match="timeout"):
-        pool.map("_helpers:inc", [1], timeout=-1)
+        pool.map("_helpers:inc", [1], batch_timeout=-1)

@@ -52,7 +52,7 @@ def test_sigkill_from_outside(pool):
     t = threading.Thread(target=kill_soon)
     t.start()
     out = pool.dispatch("_helpers:sleep_on", [3, 3, 3, 3], batch_size=1, on_error="skip",
-                        timeout=5.0)
+                        batch_timeout=5.0)
     t.join()
     killed = [f for f in out.failures if f.kind == "crash"]
     assert killed and all(f.signal == "SIGKILL" and f.pid == victim for f in killed)
@@ -72,14 +72,14 @@ def test_crash_loop_stops_the_pool_with_one_clear_error():
 @pytest.mark.parametrize("fn", ["_helpers:sleep_on", "_helpers:spin_on"])
 def test_timeout_kills_and_replaces_the_worker(pool, fn):
     before = sum(w.restarts for w in pool.stats().workers)
-    out = pool.dispatch(fn, range(6), batch_size=1, timeout=0.5, on_error="skip")
+    out = pool.dispatch(fn, range(6), batch_size=1, batch_timeout=0.5, on_error="skip")
     assert [f.index for f in out.failures] == [3]
     assert out.failures[0].kind == "timeout" and isinstance(out.failures[0].exception, slither.BatchTimeout)
     assert out.results == [0, 1, 2, 4, 5]
     assert _full(pool)
     assert sum(w.restarts for w in pool.stats().workers) == before + 1
     with pytest.raises(slither.BatchTimeout, match="timeout"):
-        pool.map(fn, [3], timeout=0.3)
+        pool.map(fn, [3], batch_timeout=0.3)
 
 
 def test_retry_runs_a_crashed_batch_again_on_a_live_worker(pool, tmp_path):

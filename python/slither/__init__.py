@@ -17,38 +17,40 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Pool": "slither.pool",
-    "Session": "slither.session",
-    "Store": "slither.store",
-    "Pipe": "slither.pipe",
+    "AsyncResult": "slither._calls",
     "FixedBatch": "slither.batching",
-    "WeightedBatch": "slither.batching",
     "KeyPartition": "slither.batching",
-    "Outcome": "slither.outcome",
-    "Failure": "slither.outcome",
-    "RunStats": "slither.outcome",
-    "Reply": "slither.outcome",
-    "Retry": "slither.outcome",
-    "PoolStats": "slither.stats",
-    "WorkerStats": "slither.stats",
-    "SlitherError": "slither.errors",
-    "TaskError": "slither.errors",
-    "WorkerCrashed": "slither.errors",
-    "BatchTimeout": "slither.errors",
-    "SessionLost": "slither.errors",
+    "WeightedBatch": "slither.batching",
     "BatchLengthError": "slither.errors",
-    "PoolClosed": "slither.errors",
-    "PoolBroken": "slither.errors",
-    "SerializationError": "slither.errors",
-    "StoreError": "slither.errors",
+    "BatchTimeout": "slither.errors",
     "ConfigError": "slither.errors",
+    "PoolBroken": "slither.errors",
+    "PoolClosed": "slither.errors",
     "ProtocolError": "slither.errors",
     "RemoteTraceback": "slither.errors",
+    "SerializationError": "slither.errors",
+    "SessionLost": "slither.errors",
+    "SlitherError": "slither.errors",
+    "StoreError": "slither.errors",
+    "TaskError": "slither.errors",
+    "WorkerCrashed": "slither.errors",
+    "Failure": "slither.outcome",
+    "Outcome": "slither.outcome",
+    "Reply": "slither.outcome",
+    "Retry": "slither.outcome",
+    "RunStats": "slither.outcome",
+    "Pipe": "slither.pipe",
+    "Pool": "slither.pool",
+    "Session": "slither.session",
+    "PoolStats": "slither.stats",
     "WorkerInfo": "slither.stats",
+    "WorkerStats": "slither.stats",
+    "Store": "slither.store",
 }
 
 # Spelled out (not computed) so that type checkers read it; tests/test_typing.py keeps it equal to _EXPORTS.
 __all__ = [
+    "AsyncResult",
     "BatchLengthError",
     "BatchTimeout",
     "ConfigError",
@@ -61,6 +63,8 @@ __all__ = [
     "PoolBroken",
     "PoolClosed",
     "PoolStats",
+    "ProtocolError",
+    "RemoteTraceback",
     "Reply",
     "Retry",
     "RunStats",
@@ -73,16 +77,14 @@ __all__ = [
     "TaskError",
     "WeightedBatch",
     "WorkerCrashed",
+    "WorkerInfo",
     "WorkerStats",
 ]
 
 if TYPE_CHECKING:
-    # What the lazy __getattr__ below gives, spelled out for type checkers ("X" marks a re-export).
-    from slither.batching import (
-        FixedBatch,
-        KeyPartition,
-        WeightedBatch,
-    )
+    # What the lazy __getattr__ below gives, spelled out for type checkers.
+    from slither._calls import AsyncResult
+    from slither.batching import FixedBatch, KeyPartition, WeightedBatch
     from slither.errors import (
         BatchLengthError,
         BatchTimeout,

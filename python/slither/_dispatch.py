@@ -15,6 +15,7 @@ polls: it blocks on the run until a completion arrives or the earliest retry is 
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from slither import _decode, _payload, errors
 from slither._functions import describe, function_ref
 from slither._ordering import Entry, Reorder, width
-from slither._progress import Progress
+from slither._progress import Progress, total_of
 from slither._retry import Batch, RetryQueue, check_policy, delay, plan
 from slither.batching import AutoBatch, Batching
 from slither.outcome import Failure, RunStats
@@ -49,6 +50,8 @@ class Engine:
         on_error: Any,
         pin: tuple[int, int] | None = None,
         progress: bool = False,
+        deadline: float | None = None,
+        poll: float | None = None,
     ) -> None:
         check_policy(on_error)
         if max_in_flight < 1:
@@ -68,7 +71,12 @@ class Engine:
         self.timeout = timeout
         self.policy = on_error
         self.pin = pin
-        self.progress = Progress(enabled=progress, desc=self.fn_name)
+        self.progress = Progress(enabled=progress, desc=self.fn_name, total=total_of(iterable))
+        # Drop-in surfaces (map's overall timeout, the awaitables): a monotonic deadline past which the loop
+        # raises TimeoutError, and a bound on each wait so that interrupt() from another thread is seen.
+        self.deadline = deadline
+        self.poll = poll
+        self.interrupted: BaseException | None = None
         self.run = self.core.new_run()
         self.live: dict[int, Batch] = {}
         self.retries = RetryQueue()
@@ -312,7 +320,7 @@ class Engine:
                     break
                 # Block until something can happen: a completion, or (only when the window has room for it)
                 # the earliest retry falling due. A due retry behind a full window waits for a completion.
-                wait = self.retries.due_in() if len(self.live) < self.max_in_flight else None
+                wait = self._bound_wait(self.retries.due_in() if len(self.live) < self.max_in_flight else None)
                 if not self.live:
                     time.sleep(wait or 0.0)
                     continue
@@ -335,6 +343,24 @@ class Engine:
         finally:
             self.wall = time.perf_counter() - self.started
             self.progress.close()
+
+    def interrupt(self, exc: BaseException) -> None:
+        """From another thread: cancels the run (killing workers running its batches); the loop raises ``exc``."""
+        self.interrupted = exc
+        self.core.cancel(self.run)
+
+    def _bound_wait(self, wait: float | None) -> float | None:
+        if self.interrupted is not None:
+            raise self.interrupted
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise concurrent.futures.TimeoutError("the results did not come within the timeout; the rest was "
+                                                      "cancelled")
+            wait = left if wait is None else min(wait, left)
+        if self.poll is not None:
+            wait = self.poll if wait is None else min(wait, self.poll)
+        return wait
 
     def stats(self) -> RunStats:
         return RunStats(

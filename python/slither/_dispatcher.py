@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from slither import _decode, _payload, errors
+from slither import _config, _decode, _payload, errors
 from slither._dispatch import Engine
 from slither._functions import describe, function_ref
 from slither.batching import Batching, resolve_batching
@@ -103,18 +103,25 @@ class Dispatcher:
     def engine(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, mode: str,
                batch_size: int | None = None, batching: Batching | None = None, default_batch: int | None = None,
                max_in_flight: int | None = None, ordered: bool = True, timeout: float | None = None,
-               on_error: Any = "raise", pin: tuple[int, int] | None = None, progress: bool = False) -> Engine:
+               on_error: Any = "raise", pin: tuple[int, int] | None = None, progress: bool = False,
+               deadline: float | None = None, poll: float | None = None) -> Engine:
         self.check_open()
         strategy = resolve_batching(batching, batch_size, default_batch)
         window = max_in_flight if max_in_flight is not None else 2 * int(self.core.size)
         return Engine(self, fn, iterable, mode=mode, batching=strategy, max_in_flight=window, ordered=ordered,
-                      timeout=check_timeout(timeout), on_error=on_error, pin=pin, progress=progress)
+                      timeout=check_timeout(timeout), on_error=on_error, pin=pin, progress=progress,
+                      deadline=deadline, poll=poll)
 
     def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], mode: str, pin: tuple[int, int] | None,
-             **options: Any) -> Iterator[Any]:
-        """The per-item results of ``mode`` "item" or "batch", streamed (see ``Pool.imap``)."""
+             where: str = "imap", **options: Any) -> Iterator[Any]:
+        """The per-item results of ``mode`` "item" or "batch", streamed (see ``Pool.imap``).
+
+        ``options`` are the public keywords (``batch_timeout=``, ``chunksize=``...); ``where`` names the
+        caller in the TypeError an unknown one gets.
+        """
         default_batch = None if mode == "item" else 64
-        return Results(self.engine(fn, iterable, mode=mode, default_batch=default_batch, pin=pin, **options))
+        return Results(self.engine(fn, iterable, mode=mode, default_batch=default_batch, pin=pin,
+                                   **_config.dispatch_options(where, options)))
 
     def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], pin: tuple[int, int] | None, *,
                  per: str = "item", on_error: Any = "skip", **options: Any) -> Outcome:
@@ -122,7 +129,7 @@ class Dispatcher:
         if per not in ("item", "batch"):
             raise errors.ConfigError(f"per must be 'item' or 'batch', got {per!r}")
         engine = self.engine(fn, iterable, mode=per, default_batch=None if per == "item" else 64, pin=pin,
-                             on_error=on_error, **options)
+                             on_error=on_error, **_config.dispatch_options("dispatch", options))
         results: list[Any] = []
         indices: list[int] = []
         failures = []

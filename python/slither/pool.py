@@ -3,29 +3,37 @@
 The pool object is thin: it builds the configuration, starts the core (which spawns and supervises the
 workers), and runs every dispatch through :mod:`slither._dispatch`. It is safe to share between host
 threads; each call gets its own run in the core.
+
+It is also a ``concurrent.futures.Executor`` (``submit``, ``map``, ``shutdown``; single calls in
+:mod:`slither._calls`), takes ``multiprocessing.Pool``'s spellings (``starmap``, ``imap_unordered``,
+``apply_async``, ``processes=``...; arguments checked in :mod:`slither._config`) and has awaitable forms
+(:mod:`slither._aio`).
 """
 
 from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import contextvars
+import functools
+import inspect
 import os
 import pickle
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
-from slither import errors
-from slither._decode import single_result
+from slither import _aio, _config, errors
+from slither._calls import AsyncResult, Calls
 from slither._dispatch import Engine
-from slither._dispatcher import CallOptions, Dispatcher, check_timeout, collect
+from slither._dispatcher import CallOptions, Dispatcher, Results, check_timeout, collect
 from slither._functions import describe, function_ref
 from slither._native import _slither
+from slither._star import Star, Zipped
 from slither._workerpath import worker_env
-from slither.batching import Batching
 from slither.outcome import Outcome, Reply
 from slither.session import Session
 from slither.stats import PoolStats, WorkerInfo
@@ -34,13 +42,18 @@ from slither.telemetry import Telemetry
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 
+_JOIN_S = 5.0  # bound on joining one of a pool's threads at close/terminate/exit
+
+
 @atexit.register
 def _stop_all_pools() -> None:
+    # Runs before the interpreter finalizes: every pool's threads are stopped and joined here, so none can be
+    # inside the interpreter while it tears down.
     for pool in list(_live_pools):
         pool.terminate()
 
 
-class Pool:
+class Pool(concurrent.futures.ThreadPoolExecutor):
     """A fixed number of fresh Python interpreters, ready when the constructor returns.
 
     Args:
@@ -60,10 +73,26 @@ class Pool:
             replaced with a ProtocolError.
         startup_timeout: seconds to wait for every worker's hello and init.
         shutdown_grace: seconds between the polite stop, SIGTERM and SIGKILL.
+        forward_output: copy each worker's stdout/stderr lines to the host's stderr, prefixed.
+        **aliases: the spellings of ``multiprocessing.Pool`` and ``ProcessPoolExecutor``: ``processes=`` and
+            ``max_workers=`` for ``workers``, ``initializer=`` / ``initargs=`` for ``init`` / ``init_args``,
+            ``maxtasksperchild=`` and ``max_tasks_per_child=`` for ``max_tasks_per_worker`` (which counts
+            batches, not items).
+
+    Raises:
+        TypeError: an unknown keyword (the message names the closest valid one), or an argument given
+            under both its names.
+        ConfigError: a value of the wrong type or range (the message names the argument and what was
+            expected).
+        PoolBroken: the workers did not start (their ``init`` failed, ``startup_timeout`` passed).
 
     Use it as a context manager: ``close()`` lets submitted work finish and stops the workers;
     ``terminate()`` stops them now. Exiting the interpreter or collecting the pool also stops them, and
     if the host process dies (even by SIGKILL) every worker exits with it.
+
+    It is a ``concurrent.futures.Executor`` (``submit``, ``map``, ``shutdown``), usable with
+    ``loop.run_in_executor`` and ``loop.set_default_executor``. It derives from ``ThreadPoolExecutor`` only
+    because asyncio's ``set_default_executor`` accepts nothing else; it runs no thread pool.
     """
 
     def __init__(
@@ -84,10 +113,24 @@ class Pool:
         forward_output: bool = True,
         backend: str = "local",
         address: str | None = None,
+        **aliases: Any,
     ) -> None:
+        # Set first: __del__ and the exit hook may see a pool whose constructor raised.
+        self._closed = True
+        self._lock = threading.Lock()
+        self._calls: Calls | None = None
+        self._threads: set[threading.Thread] = set()
+        args = _config.resolve_aliases(
+            {"workers": workers, "python": python, "env": env, "init": init, "init_args": init_args, "store": store,
+             "max_tasks_per_worker": max_tasks_per_worker, "max_memory_per_worker": max_memory_per_worker,
+             "max_result_bytes": max_result_bytes, "max_frame_bytes": max_frame_bytes,
+             "startup_timeout": startup_timeout, "shutdown_grace": shutdown_grace, "forward_output": forward_output,
+             "backend": backend, "address": address},
+            aliases, _DEFAULTS)
+        _config.check_pool_args(args)
+        workers, init, init_args, max_tasks_per_worker = (args["workers"], args["init"], args["init_args"],
+                                                         args["max_tasks_per_worker"])
         n = (os.cpu_count() or 1) if workers is None else workers
-        if not isinstance(n, int) or n < 1:
-            raise errors.ConfigError(f"workers must be a positive integer, got {workers!r}")
         interpreter = python or sys.executable
         # Not resolved through symlinks: a venv's python and its base binary are the same file but not the
         # same environment.
@@ -121,15 +164,11 @@ class Pool:
             except ImportError as exc:
                 raise errors.ConfigError('backend="ray" needs Ray: pip install "slither[ray]"') from exc
             self._core = RayCore(n, payload, store, address)
-        elif backend == "local":
-            self._core = _slither.PoolCore(config, payload, store._inner if store is not None else None)
         else:
-            raise errors.ConfigError(f"backend must be 'local' or 'ray', got {backend!r}")
+            self._core = _slither.PoolCore(config, payload, store._inner if store is not None else None)
         self.backend = backend
         self._closed = False
-        self._lock = threading.Lock()
         self._telemetry = Telemetry(self._core)
-        self._futures: _FutureCollector | None = None
         _live_pools.add(self)
         try:
             ready = self._core.wait_ready(startup_timeout)
@@ -158,24 +197,34 @@ class Pool:
     def close(self, timeout: float | None = None) -> None:
         """Stops accepting new calls, lets runs in flight finish and deliver, then stops the workers.
 
-        A ``map`` running in another thread returns all its results; an ``imap`` this thread has not finished
-        reading is not waited for. ``timeout`` bounds each wait (seconds; None: no bound).
+        A ``map`` running in another thread returns all its results, submitted calls and ``map_async`` finish;
+        an ``imap`` this thread has not finished reading is not waited for. ``timeout`` (seconds) bounds the
+        wait; what is still running then is killed.
         """
         if self._closed:
             return
         self._closed = True
+        self._finish_close(timeout)
+
+    def _finish_close(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            # Runs already going (a map in another thread) finish and deliver before the core stops
-            # accepting their batches.
-            self._dispatcher.wait_runs(timeout)
-            if self._core.drain(timeout) and self._futures is not None:
-                # Answers that arrived are handed to their futures before the collector stops.
-                self._futures.settle(timeout)
+            # Background maps (map_async, shutdown(wait=False)) and runs going in other threads finish and
+            # deliver first: they may still submit batches.
+            self._join_threads(deadline)
+            self._dispatcher.wait_runs(_left(deadline))
+            if self._calls is not None:
+                self._calls.settle(_left(deadline))
+            self._core.drain(_left(deadline))
         finally:
             self._shutdown(graceful=True)
 
     def terminate(self) -> None:
-        """Stops the workers now: SIGTERM to each process group, a bounded grace, then SIGKILL."""
+        """Stops the workers now: SIGTERM to each process group, a bounded grace, then SIGKILL.
+
+        Futures of calls still open fail with :class:`~slither.errors.PoolClosed`, saying whether the call
+        had started.
+        """
         self._closed = True
         self._shutdown(graceful=False)
 
@@ -183,15 +232,62 @@ class Pool:
         core = getattr(self, "_core", None)
         if core is None:
             return
+        if self._calls is not None:
+            self._calls.stop()
         core.shutdown(graceful)
-        if self._futures is not None:
-            self._futures.stop()
+        # Every thread this pool started is stopped and joined (bounded) before this returns.
+        if self._calls is not None:
+            self._calls.join("the pool was closed" if graceful else "the pool was terminated")
+        self._join_threads(time.monotonic() + _JOIN_S)
         self._telemetry.close()
         _live_pools.discard(self)
 
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """``concurrent.futures.Executor.shutdown``: stop accepting work; ``wait`` for it to finish.
+
+        ``cancel_futures=True`` cancels every submitted call that has not started (it never runs). With
+        ``wait=False`` this returns at once and the pool stops in the background when the work is done.
+        """
+        if cancel_futures and self._calls is not None:
+            self._calls.cancel_pending()
+        if wait:
+            self.close()
+        elif not self._closed:
+            self._closed = True
+            self._spawn(self._finish_close, "slither-shutdown")
+
+    def join(self, timeout: float | None = None) -> None:
+        """``multiprocessing.Pool.join``: waits until the pool has stopped. Call ``close()`` first."""
+        if not self._closed:
+            raise ValueError("the pool is still running: call close() or terminate() before join()")
+        self._join_threads(None if timeout is None else time.monotonic() + timeout)
+
+    def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
+        """Starts a thread the pool joins at close, terminate and interpreter exit."""
+        def run() -> None:
+            try:
+                target()
+            finally:
+                with self._lock:
+                    self._threads.discard(thread)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+        return thread
+
+    def _join_threads(self, deadline: float | None) -> None:
+        me = threading.current_thread()
+        with self._lock:
+            threads = [t for t in self._threads if t is not me]
+        for t in threads:
+            t.join(_left(deadline))
+
     def __del__(self) -> None:
         try:
-            self.terminate()
+            if getattr(self, "_core", None) is not None:
+                self.terminate()
         except Exception:
             pass
 
@@ -239,49 +335,151 @@ class Pool:
         self._check_open()
         return self._dispatcher.engine(fn, iterable, **options)
 
-    def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, batch_size: int | None = None,
-             batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
-             timeout: float | None = None, on_error: Any = "raise", progress: bool = False) -> Iterator[Any]:
+    def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Iterator[Any]:
         """Streams ``fn(item)`` for every item, in input order (or as completed with ``ordered=False``).
 
-        Input is consumed lazily: at most ``max_in_flight`` batches (default ``2 × workers``) are
-        outstanding. Under ``on_error="skip"`` failed items are left out (use :meth:`dispatch` to see them).
+        Options (shared by every map-like call): ``batch_size=`` (alias ``chunksize=``) or ``batching=``,
+        ``max_in_flight=`` (default ``2 × workers``), ``ordered=True``, ``batch_timeout=`` (seconds per batch;
+        past it the worker is killed and replaced and the batch fails with BatchTimeout), ``on_error=``
+        (``"raise"``, ``"skip"``, ``"retry"``, a Retry or a callable), ``progress=False``.
+
+        Input is consumed lazily: at most ``max_in_flight`` batches are outstanding. Under
+        ``on_error="skip"`` failed items are left out (use :meth:`dispatch` to see them). An unknown option
+        is a TypeError naming the closest valid one.
         """
-        return self._dispatcher.imap(fn, iterable, "item", None, batch_size=batch_size, batching=batching,
-                                     max_in_flight=max_in_flight, ordered=ordered, timeout=timeout,
-                                     on_error=on_error, progress=progress)
+        return self._dispatcher.imap(fn, iterable, "item", None, "Pool.imap", **options)
 
-    def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
-        """``fn(item)`` for every item, as a list in input order. Same options as :meth:`imap`."""
-        return collect(self.imap(fn, iterable, **kwargs))
+    def imap_unordered(self, fn: str | Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None,
+                       **options: Any) -> Iterator[Any]:
+        """``multiprocessing.Pool.imap_unordered``: :meth:`imap` with ``ordered=False``."""
+        return self._dispatcher.imap(fn, iterable, "item", None, "Pool.imap_unordered",
+                                     **dict(options, chunksize=chunksize, ordered=False))
 
-    def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, batch_size: int | None = None,
-                     batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
-                     timeout: float | None = None, on_error: Any = "raise", progress: bool = False) -> Iterator[Any]:
+    def map(self, fn: str | Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,  # type: ignore[override]
+            chunksize: int | None = None, **options: Any) -> list[Any]:
+        """``fn(item)`` for every item, as a list in input order.
+
+        As ``Executor.map``: several iterables are zipped and their tuples spread (``fn(a, b)`` per pair);
+        ``timeout`` (seconds, from this call) bounds the wait for all results: past it the remaining work
+        is cancelled (workers running it are killed and replaced) and ``concurrent.futures.TimeoutError``
+        is raised. ``chunksize`` is an alias of ``batch_size`` (default: sized automatically). Other options
+        as in :meth:`imap`.
+
+        Returns a ``list`` (as ``multiprocessing.Pool.map`` does) once every result is in; an Executor
+        program that iterates over ``map``'s result works unchanged. For results as they arrive use
+        :meth:`imap`.
+        """
+        return collect(Results(self._map_engine("Pool.map", fn, iterables, timeout, chunksize, options)))
+
+    def _map_engine(self, where: str, fn: str | Callable[..., Any], iterables: tuple[Iterable[Any], ...],
+                    timeout: float | None, chunksize: int | None, options: dict[str, Any],
+                    poll: float | None = None) -> Engine:
+        """``map``'s arguments as an engine: several iterables zipped and spread, ``timeout`` as a deadline."""
+        if not iterables:
+            raise TypeError(f"{where}() needs at least one iterable")
+        _config.seconds("timeout", timeout, positive=False, optional=True)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if len(iterables) > 1:
+            fn, iterable = _star(fn), Zipped(iterables)
+        else:
+            iterable = iterables[0]
+        opts = _config.dispatch_options(where, dict(options, chunksize=chunksize))
+        return self._dispatcher.engine(fn, iterable, mode="item", deadline=deadline, poll=poll, **opts)
+
+    def starmap(self, fn: str | Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: int | None = None,
+                **options: Any) -> list[Any]:
+        """``multiprocessing.Pool.starmap``: ``fn(*args)`` for every argument tuple, as a list in input order."""
+        return collect(Results(self._map_engine("Pool.starmap", _star(fn), (iterable,), None, chunksize, options)))
+
+    def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Iterator[Any]:
         """Calls ``fn(list_of_items) -> list`` once per batch and streams the per-item results.
 
         A batch function must return a list of the same length as its batch; anything else fails the
-        batch with :class:`~slither.errors.BatchLengthError`.
+        batch with :class:`~slither.errors.BatchLengthError`. Options as in :meth:`imap` (default
+        ``batch_size=64``).
         """
-        return self._dispatcher.imap(fn, iterable, "batch", None, batch_size=batch_size, batching=batching,
-                                     max_in_flight=max_in_flight, ordered=ordered, timeout=timeout,
-                                     on_error=on_error, progress=progress)
+        return self._dispatcher.imap(fn, iterable, "batch", None, "Pool.imap_batches", **options)
 
-    def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
+    def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> list[Any]:
         """``fn(batch)`` per batch, results flattened into one list in input order."""
-        return collect(self.imap_batches(fn, iterable, **kwargs))
+        return collect(self._dispatcher.imap(fn, iterable, "batch", None, "Pool.map_batches", **options))
 
     def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, per: str = "item",
-                 batch_size: int | None = None, batching: Batching | None = None, max_in_flight: int | None = None,
-                 ordered: bool = True, timeout: float | None = None, on_error: Any = "skip",
-                 progress: bool = False) -> Outcome:
+                 **options: Any) -> Outcome:
         """Runs the whole input and returns an :class:`~slither.Outcome`: every item's result or Failure.
 
-        ``per="item"`` calls ``fn(item)``; ``per="batch"`` calls ``fn(batch) -> list``.
+        ``per="item"`` calls ``fn(item)``; ``per="batch"`` calls ``fn(batch) -> list``. Options as in
+        :meth:`imap`, except that ``on_error`` defaults to ``"skip"``.
         """
-        return self._dispatcher.dispatch(fn, iterable, None, per=per, batch_size=batch_size, batching=batching,
-                                         max_in_flight=max_in_flight, ordered=ordered, timeout=timeout,
-                                         on_error=on_error, progress=progress)
+        return self._dispatcher.dispatch(fn, iterable, None, per=per, **options)
+
+    # -- multiprocessing's asynchronous forms -------------------------------------------------
+    def apply(self, fn: str | Callable[..., Any], args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> Any:
+        """``multiprocessing.Pool.apply``: ``fn(*args, **kwds)`` in a worker; its result."""
+        return self.call(fn, *args, **(kwds or {}))
+
+    def apply_async(self, fn: str | Callable[..., Any], args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None,
+                    callback: Callable[[Any], object] | None = None,
+                    error_callback: Callable[[BaseException], object] | None = None) -> AsyncResult:
+        """``multiprocessing.Pool.apply_async``: an :class:`AsyncResult` for ``fn(*args, **kwds)``.
+
+        ``callback(result)`` or ``error_callback(exception)`` runs in a slither thread when the call ends.
+        """
+        return AsyncResult(self.submit(fn, *args, **(kwds or {})), callback, error_callback)
+
+    def map_async(self, fn: str | Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None,
+                  callback: Callable[[Any], object] | None = None,
+                  error_callback: Callable[[BaseException], object] | None = None, **options: Any) -> AsyncResult:
+        """``multiprocessing.Pool.map_async``: :meth:`map` in the background; ``get()`` returns the list."""
+        engine = self._map_engine("Pool.map_async", fn, (iterable,), None, chunksize, options)
+        return self._background(engine, callback, error_callback)
+
+    def starmap_async(self, fn: str | Callable[..., Any], iterable: Iterable[Iterable[Any]],
+                      chunksize: int | None = None, callback: Callable[[Any], object] | None = None,
+                      error_callback: Callable[[BaseException], object] | None = None,
+                      **options: Any) -> AsyncResult:
+        """``multiprocessing.Pool.starmap_async``: :meth:`starmap` in the background."""
+        engine = self._map_engine("Pool.starmap_async", _star(fn), (iterable,), None, chunksize, options)
+        return self._background(engine, callback, error_callback)
+
+    def _background(self, engine: Engine, callback: Callable[[Any], object] | None,
+                    error_callback: Callable[[BaseException], object] | None) -> AsyncResult:
+        """Collects ``engine``'s results in a pool thread (the engine exists already: close() waits for it)."""
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        fut.set_running_or_notify_cancel()
+
+        def run() -> None:
+            try:
+                fut.set_result(collect(Results(engine)))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        self._spawn(run, "slither-map-async")
+        return AsyncResult(fut, callback, error_callback)
+
+    # -- awaitables ---------------------------------------------------------------------------
+    async def acall(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Awaitable :meth:`call`: the event loop keeps running while the call runs in a worker.
+
+        Cancelling the awaiting task cancels the call, killing (and replacing) the worker running it.
+        """
+        return await _aio.acall(self, fn, args, kwargs)
+
+    def aimap(self, fn: str | Callable[..., Any], iterable: Any, **options: Any) -> AsyncIterator[Any]:
+        """``async for r in pool.aimap(fn, items)``: :meth:`imap` without blocking the event loop.
+
+        Same options as :meth:`imap` (``ordered=False`` for as-completed). ``iterable`` may be a plain or an
+        async iterable; it is consumed lazily. Cancelling the consuming task, or closing the iterator
+        early, cancels the remaining work and kills workers running it.
+        """
+        _config.dispatch_options("Pool.aimap", options)  # a bad option fails here, not at the first await
+        return _aio.aimap(self, fn, iterable, options)
+
+    async def amap(self, fn: str | Callable[..., Any], *iterables: Any, timeout: float | None = None,
+                   chunksize: int | None = None, **options: Any) -> list[Any]:
+        """Awaitable :meth:`map` (same arguments): the list of results, in input order."""
+        engine = self._map_engine("Pool.amap", fn, iterables, timeout, chunksize, options, poll=_aio.POLL_S)
+        return [r async for r in _aio.results(self, engine)]
 
     # -- single calls -------------------------------------------------------------------------
     def call(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -303,17 +501,22 @@ class Pool:
         return CallOptions(lambda fn, a, kw, t: self._dispatcher.call(fn, a, kw, timeout=t), self._submit, timeout)
 
     def submit(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
-        """Like :meth:`call`, but returns a :class:`concurrent.futures.Future` at once."""
+        """Like :meth:`call`, but returns a :class:`concurrent.futures.Future` at once.
+
+        The future stays pending (``cancel()`` works, and a cancelled call never runs) until the call is
+        handed to a worker; calls beyond ``2 × workers`` in flight wait in the host.
+        """
         return self._submit(fn, args, kwargs, None)
 
     def _submit(self, fn: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                 timeout: float | None) -> concurrent.futures.Future[Any]:
         self._check_open()
+        fn = _without_context(fn)
         payload = self._dispatcher.call_payload(fn, args, kwargs)
         with self._lock:
-            if self._futures is None:
-                self._futures = _FutureCollector(self)
-        return self._futures.submit(describe(fn), payload, check_timeout(timeout))
+            if self._calls is None:
+                self._calls = Calls(self._core, 2 * self.size)
+        return self._calls.submit(payload, describe(fn), check_timeout(timeout))
 
     def broadcast(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> dict[int, Reply]:
         """Calls ``fn(*args, **kwargs)`` exactly once on every live worker: ``{worker index: Reply}``."""
@@ -349,67 +552,25 @@ class Pool:
         return f"<slither.Pool workers={self.size} {state}>"
 
 
-class _FutureCollector:
-    """Backs ``Pool.submit``: one run in the core, one daemon thread resolving futures as calls finish."""
+def _star(fn: str | Callable[..., Any]) -> Star:
+    return Star(function_ref(fn), describe(fn))
 
-    def __init__(self, pool: Pool) -> None:
-        self._core = pool._core
-        self._run = self._core.new_run()
-        self._futures: dict[int, tuple[concurrent.futures.Future[Any], str]] = {}
-        self._lock = threading.Lock()
-        self._tag = 0
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="slither-futures", daemon=True)
-        self._thread.start()
 
-    def submit(self, name: str, payload: bytes, timeout: float | None) -> concurrent.futures.Future[Any]:
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        # Running before it is submitted: the collector thread may resolve it as soon as it is.
-        fut.set_running_or_notify_cancel()
-        with self._lock:
-            self._tag += 1
-            tag = self._tag
-            self._futures[tag] = (fut, name)
-        try:
-            self._core.submit(self._run, tag, payload, 1, timeout, None)
-        except BaseException:
-            with self._lock:
-                self._futures.pop(tag, None)
-            raise
-        return fut
+def _without_context(fn: Any) -> Any:
+    """``asyncio.to_thread`` (and others) wrap calls as ``partial(context.run, fn, ...)``. Context variables do
+    not cross processes and a Context does not pickle: run ``fn`` itself."""
+    if (isinstance(fn, functools.partial) and isinstance(getattr(fn.func, "__self__", None), contextvars.Context)
+            and fn.args):
+        return functools.partial(fn.args[0], *fn.args[1:], **fn.keywords)
+    return fn
 
-    def _loop(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                c = self._run.next(0.2)
-            except BaseException:  # interpreter shutting down
-                return
-            if c is None:
-                continue
-            with self._lock:
-                entry = self._futures.pop(c.tag, None)
-            if entry is None:
-                continue
-            fut, name = entry
-            try:
-                fut.set_result(single_result(c, name))
-            except BaseException as exc:  # every outcome resolves the future
-                fut.set_exception(exc)
 
-    def settle(self, timeout: float | None) -> None:
-        """Waits until every submitted call's future is resolved (the core has already answered them all)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._futures and (deadline is None or time.monotonic() < deadline) and self._thread.is_alive():
-            time.sleep(0.005)
+_DEFAULTS = {name: p.default for name, p in inspect.signature(Pool.__init__).parameters.items()
+             if p.default is not p.empty}
 
-    def stop(self) -> None:
-        self._stopped.set()
-        with self._lock:
-            pending = [fut for fut, _name in self._futures.values()]
-            self._futures.clear()
-        for fut in pending:
-            if not fut.done():
-                fut.set_exception(errors.PoolClosed("the pool was closed before the call finished"))
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _worker_sys_path(same_interpreter: bool) -> list[str]:

@@ -3,6 +3,8 @@
 Recording is off until someone subscribes (or the ``slither`` logger has DEBUG on when the pool
 starts); with it off, the core skips building events entirely. A daemon thread pulls batches of
 events with the GIL released and hands each to every subscriber as a dict with an ``"event"`` key.
+``close()`` (from the pool's close, terminate and interpreter-exit hook) stops and joins that thread, so
+it is never inside the interpreter while the interpreter finalizes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger("slither")
+_JOIN_S = 5.0  # the pump notices close() within one 0.2 s wait; a blocking subscriber could hold it longer
 Subscriber = Callable[[dict[str, Any]], None]
 
 
@@ -55,7 +58,7 @@ class Telemetry:
             return
         core.set_events(True)
         with self._lock:
-            if self._thread is not None:
+            if self._thread is not None or self._stop.is_set():
                 return
             self._thread = threading.Thread(target=self._pump, name="slither-telemetry", daemon=True)
             self._thread.start()
@@ -87,7 +90,10 @@ class Telemetry:
 
     def close(self) -> None:
         self._stop.set()
-        if self._thread is not None:
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_JOIN_S)
+        if thread is not None:
             # Deliver what was recorded before the pool stopped.
             core = self._core_ref()
             if core is not None:

@@ -539,11 +539,21 @@ impl Sched {
         s.started = Some(now);
         s.revoking = false;
         let items = s.q.job.items;
+        let cancelled = s.q.run.is_cancelled();
         fx.push(Effect::Emit(Event::BatchStarted {
             batch: id,
             worker: i,
             items,
         }));
+        if cancelled && slot.kill.is_none() {
+            // Its run was cancelled while the batch was on its way and the revoke lost the race: the worker
+            // started it anyway, so it is killed like a cancelled batch that had started.
+            slot.kill = Some(KillReason::Cancelled { batch: id });
+            fx.push(Effect::Kill {
+                worker: slot.index,
+                generation: slot.generation,
+            });
+        }
     }
 
     /// A worker answered batch `id` (RESULT_OK / RESULT_ERR).

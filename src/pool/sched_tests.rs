@@ -210,6 +210,25 @@ fn a_revoke_that_loses_the_race_leaves_the_batch_where_it_runs() {
 }
 
 #[test]
+fn a_cancelled_batch_whose_revoke_lost_the_race_is_killed_when_it_starts() {
+    let mut t = T::new(1, |_| {});
+    let (rs, _rx) = run();
+    let first = t.submit(&rs, job(0));
+    let held = t.submit(&rs, job(1));
+    t.take();
+    t.s.started(0, t.gen(0), first, t.now, &mut t.fx);
+    t.s.answered(0, t.gen(0), first, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    t.take();
+    // The run is cancelled while the held batch is on its way: it is asked back...
+    rs.cancelled.store(true, std::sync::atomic::Ordering::Release);
+    t.s.cancel(&rs, &mut t.fx);
+    assert_eq!(writes(&t.take()), vec![(0, REVOKE, held)]);
+    // ...but the worker had already started it: it must not run on for nobody.
+    t.s.started(0, t.gen(0), held, t.now, &mut t.fx);
+    assert_eq!(kills(&t.take()).len(), 1);
+}
+
+#[test]
 fn a_crash_is_charged_only_to_the_batch_the_worker_had_started() {
     let mut t = T::new(2, |_| {});
     let (rs, _rx) = run();

@@ -1,0 +1,289 @@
+"""slither.Pool as a concurrent.futures.Executor: submit, cancellable futures, map, shutdown, asyncio's executor
+hooks, a ProcessPoolExecutor program run unchanged, and no abort at interpreter exit."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import slither
+from _dropin_helpers import add, nap, nap_pid, touch
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def _run_script(tmp_path, source, *args, timeout=120):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(source))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=tmp_path, env=env)
+
+
+def _eventually(check, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_pool_is_an_executor(pool):
+    assert isinstance(pool, concurrent.futures.Executor)
+    fut = pool.submit(add, 2, b=3)
+    assert isinstance(fut, concurrent.futures.Future)
+    assert fut.result(timeout=30) == 5
+    done, _ = concurrent.futures.wait([pool.submit(nap, 0.01, i) for i in range(6)], timeout=30)
+    assert sorted(f.result() for f in done) == list(range(6))
+
+
+@pytest.mark.timeout(60)
+def test_a_call_that_has_not_started_can_be_cancelled_and_never_runs(tmp_path):
+    marker = tmp_path / "ran"
+    with slither.Pool(1) as pool:
+        # One worker and a window of two calls in flight: the third call waits in the host.
+        busy = [pool.submit(nap, 0.5, i) for i in range(2)]
+        waiting = pool.submit(touch, str(marker), "ran")
+        assert not waiting.running() and not waiting.done()
+        assert waiting.cancel()
+        assert waiting.cancelled()
+        assert [f.result(timeout=30) for f in busy] == [0, 1]
+        after = pool.submit(touch, str(tmp_path / "after"), "after")
+        assert after.result(timeout=30) == "after"
+        with pytest.raises(concurrent.futures.CancelledError):
+            waiting.result(timeout=1)
+    assert not marker.exists(), "a cancelled call ran"
+    # A call already handed to a worker reports running and cannot be cancelled (as in the stdlib).
+    with slither.Pool(1) as pool:
+        running = pool.submit(nap, 0.3, "x")
+        assert not running.cancel()
+        assert running.result(timeout=30) == "x"
+
+
+def test_map_zips_several_iterables_and_takes_chunksize(pool):
+    assert pool.map(add, [1, 2, 3], [10, 20, 30, 40]) == [11, 22, 33]
+    assert pool.map(add, range(10), range(10), chunksize=3) == [2 * i for i in range(10)]
+    assert pool.map("_dropin_helpers:add", "ab", "cd") == ["ac", "bd"]
+    assert list(pool.map(abs, [-1, -2])) == [1, 2]
+    with pytest.raises(TypeError, match="at least one iterable"):
+        pool.map(abs)
+
+
+@pytest.mark.timeout(60)
+def test_map_timeout_is_the_overall_wait_and_cancels_the_rest():
+    with slither.Pool(2) as pool:
+        before = {w.pid for w in pool.workers_info()}
+        t0 = time.monotonic()
+        with pytest.raises(concurrent.futures.TimeoutError):
+            pool.map(nap, [0.05, 30, 30], timeout=1.0, chunksize=1)
+        assert time.monotonic() - t0 < 10
+        # The workers that were running the 30 s calls were killed and replaced; the pool goes on.
+        assert _eventually(lambda: not before & {w.pid for w in pool.workers_info()})
+        assert pool.wait_ready(timeout=30)
+        assert pool.map(abs, [-1], timeout=30) == [1]
+        with pytest.raises(slither.ConfigError, match="timeout"):
+            pool.map(abs, [1], timeout="soon")
+
+
+def test_the_per_batch_deadline_is_batch_timeout(pool):
+    with pytest.raises(slither.BatchTimeout):
+        pool.map(nap, [5], batch_timeout=0.3)
+    with pytest.raises(TypeError, match="batch_timeout"):
+        pool.imap(nap, [5], timeout=0.3)
+    with pytest.raises(TypeError, match="did you mean batch_size"):
+        pool.map(abs, [1], batchsize=3)
+
+
+@pytest.mark.timeout(60)
+def test_shutdown_waits_or_cancels_pending_calls(tmp_path):
+    pool = slither.Pool(1)
+    busy = [pool.submit(nap, 0.3, i) for i in range(2)]
+    pending = [pool.submit(touch, str(tmp_path / "never"), i) for i in range(3)]
+    pool.shutdown(wait=True, cancel_futures=True)
+    assert [f.result() for f in busy] == [0, 1]
+    assert all(f.cancelled() for f in pending)
+    assert not (tmp_path / "never").exists()
+    assert pool.closed
+    with pytest.raises(slither.PoolClosed):
+        pool.submit(abs, 1)
+
+    pool = slither.Pool(1)
+    futs = [pool.submit(nap, 0.2, i) for i in range(4)]
+    t0 = time.monotonic()
+    pool.shutdown(wait=False)
+    assert time.monotonic() - t0 < 0.5
+    assert [f.result(timeout=30) for f in futs] == [0, 1, 2, 3]
+    pool.join(timeout=30)
+
+
+@pytest.mark.timeout(60)
+def test_terminate_fails_open_futures_saying_whether_they_started():
+    pool = slither.Pool(1)
+    running = pool.submit(nap, 30, "x")
+    pool.submit(nap, 30, "y")
+    waiting = pool.submit(nap, 30, "z")
+    time.sleep(0.3)
+    pool.terminate()
+    with pytest.raises(slither.PoolClosed, match="killed while running"):
+        running.result(timeout=10)
+    with pytest.raises(slither.PoolClosed, match="never started"):
+        waiting.result(timeout=10)
+
+
+@pytest.mark.timeout(60)
+def test_run_in_executor_and_default_executor(pool):
+    host = os.getpid()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        a = await loop.run_in_executor(pool, add, 1, 2)
+        loop.set_default_executor(pool)
+        b = await loop.run_in_executor(None, nap_pid, 0.01)
+        c = await asyncio.to_thread(nap_pid, 0.01)  # wraps the call in a contextvars.Context.run partial
+        return a, b, c
+
+    loop = asyncio.new_event_loop()
+    try:
+        a, b, c = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    workers = {w.pid for w in pool.workers_info()}
+    assert a == 3 and b in workers and c in workers and host not in (b, c)
+
+
+PPE_PROGRAM = """
+    import os
+    import sys
+    from concurrent.futures import ProcessPoolExecutor, as_completed, wait, FIRST_COMPLETED
+
+    def init(tag):
+        os.environ["TAG"] = tag
+
+    def work(x, y=1):
+        return f"{os.environ['TAG']}:{x * y}"
+
+    def fails(x):
+        raise KeyError(x)
+
+    def main(Executor):
+        with Executor(max_workers=2, initializer=init, initargs=("t",)) as ex:
+            print(list(ex.map(work, range(5), range(5), timeout=60, chunksize=2)))
+            futures = {ex.submit(work, i, y=3): i for i in range(4)}
+            print(sorted(f.result() for f in as_completed(futures, timeout=60)))
+            done, _ = wait([ex.submit(work, 9)], timeout=60, return_when=FIRST_COMPLETED)
+            print([f.result() for f in done])
+            bad = ex.submit(fails, 7)
+            print(type(bad.exception(timeout=60)).__name__)
+            seen = []
+            f = ex.submit(work, 2)
+            f.add_done_callback(lambda f: seen.append(f.result()))
+            f.result(timeout=60)
+            ex.shutdown(wait=True)
+            print(seen)
+
+    if __name__ == "__main__":
+        if sys.argv[1] == "slither":
+            from slither import Pool as ProcessPoolExecutor  # the only line that changes
+        main(ProcessPoolExecutor)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_process_pool_executor_program_runs_unchanged(tmp_path):
+    stdlib = _run_script(tmp_path, PPE_PROGRAM, "stdlib")
+    ours = _run_script(tmp_path, PPE_PROGRAM, "slither")
+    assert stdlib.returncode == 0, stdlib.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == stdlib.stdout
+    assert "['t:0', 't:1', 't:4', 't:9', 't:16']" in ours.stdout
+
+
+INIT_GLOBAL_PROGRAM = """
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    def init(tag):
+        global TAG
+        TAG = tag
+
+    def work(x):
+        return f"{TAG}:{x}"
+
+    if __name__ == "__main__":
+        if sys.argv[1] == "slither":
+            from slither import Pool as ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=2, initializer=init, initargs=("t",)) as ex:
+            print(list(ex.map(work, range(3))))
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="functions from __main__ travel by value, each with its own globals: a "
+                                       "global set by the initializer is not seen by the task (worker-side fix)")
+@pytest.mark.timeout(120)
+def test_an_initializer_global_in_main_is_seen_by_tasks(tmp_path):
+    assert _run_script(tmp_path, INIT_GLOBAL_PROGRAM, "stdlib").stdout == "['t:0', 't:1', 't:2']\n"
+    ours = _run_script(tmp_path, INIT_GLOBAL_PROGRAM, "slither")
+    assert ours.returncode == 0 and ours.stdout == "['t:0', 't:1', 't:2']\n", ours.stderr[-500:]
+
+
+ABORT_SCRIPT = """
+    import time
+    import slither
+
+    def slow(x):
+        time.sleep(0.05)
+        return x
+
+    if __name__ == "__main__":
+        first = slither.Pool(2)
+        futures = [first.submit(slow, i) for i in range(8)]
+        first.subscribe(lambda event: None)
+        first.close()
+        second = slither.Pool(2)  # left open: the exit hook stops it, with calls still in flight
+        second.subscribe(lambda event: None)
+        late = [second.submit(slow, i) for i in range(4)]
+        print(sum(second.map(abs, range(-5, 0))), sum(f.result() for f in futures))
+"""
+
+
+@pytest.mark.timeout(600)
+def test_no_abort_at_exit_after_calls_in_flight_at_close(tmp_path):
+    # Calls in flight at close() and a second pool left open used to make a slither thread re-enter the
+    # interpreter while it finalized: "FATAL: exception not rethrown", exit 134 (20 runs in 30 before the
+    # threads were joined at close, terminate and exit).
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(ABORT_SCRIPT))
+    codes = []
+    for _ in range(25):
+        procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, cwd=tmp_path) for _ in range(2)]
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            codes.append(p.returncode)
+            assert p.returncode != 0 or out.strip() == "15 28", (out, err)
+            assert "FATAL" not in err, err
+    assert len(codes) == 50
+    assert codes.count(0) == 50, f"{50 - codes.count(0)} of 50 runs failed: exit codes {sorted(set(codes))}"
+
+
+def test_no_slither_thread_outlives_close():
+    import threading
+
+    def ours():
+        return [t for t in threading.enumerate() if t.name.startswith("slither-")]
+
+    before = set(ours())
+    pool = slither.Pool(1)
+    pool.subscribe(lambda e: None)
+    futs = [pool.submit(nap, 0.05, i) for i in range(4)]
+    pool.map_async(nap, [0.01] * 3)
+    pool.close()
+    assert [f.result() for f in futs] == [0, 1, 2, 3]
+    assert set(ours()) <= before, ours()
