@@ -49,7 +49,7 @@ def _scores(search, key="acc"):
 @pytest.mark.timeout(180)
 def test_grid_search_gives_the_default_backends_results_and_runs_every_fit_in_a_slither_worker(reference):
     with slither.Pool(workers=2) as pool:
-        worker_pids = {w["pid"] for w in pool.workers_info()}
+        worker_pids = {w.pid for w in pool.workers_info()}
         with parallel_config(backend="slither", pool=pool):
             search = _grid_search()
         fit_pids = {int(p) for i in range(3) for p in search.cv_results_[f"split{i}_test_pid"]}
@@ -103,7 +103,7 @@ def test_a_segfaulting_fit_under_error_score_raise_raises_worker_crashed():
 def test_plain_parallel_runs_on_the_given_pool_and_a_crash_fails_the_call_but_not_the_pool():
     with slither.Pool(workers=2) as pool, parallel_config(backend="slither", pool=pool):
         pids = set(Parallel(n_jobs=2)(delayed(pid)(i) for i in range(8)))
-        assert pids <= {w["pid"] for w in pool.workers_info()}
+        assert pids <= {w.pid for w in pool.workers_info()}
         with pytest.raises(slither.WorkerCrashed, match="SIGSEGV"):
             Parallel(n_jobs=2)(delayed(segfault_on)(i) for i in range(6))
         assert Parallel(n_jobs=2)(delayed(square)(i) for i in range(5)) == [0, 1, 4, 9, 16]
