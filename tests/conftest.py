@@ -38,12 +38,18 @@ def no_leaked_children():
         time.sleep(0.05)
         leaked = _children() - before
     if leaked:
+        described = []
+        for pid in sorted(leaked):
+            try:
+                described.append(f"{pid}: {' '.join(psutil.Process(pid).cmdline())[:160]}")
+            except psutil.Error:
+                described.append(str(pid))
         for pid in leaked:
             try:
                 os.kill(pid, 9)
             except OSError:
                 pass
-        pytest.fail(f"test left child processes behind: {sorted(leaked)}")
+        pytest.fail("test left child processes behind: " + "; ".join(described))
 
 
 @pytest.fixture
