@@ -224,8 +224,6 @@ INIT_GLOBAL_PROGRAM = """
 """
 
 
-@pytest.mark.xfail(strict=True, reason="functions from __main__ travel by value, each with its own globals: a "
-                                       "global set by the initializer is not seen by the task (worker-side fix)")
 @pytest.mark.timeout(120)
 def test_an_initializer_global_in_main_is_seen_by_tasks(tmp_path):
     assert _run_script(tmp_path, INIT_GLOBAL_PROGRAM, "stdlib").stdout == "['t:0', 't:1', 't:2']\n"
