@@ -40,7 +40,7 @@ TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "psutil>=5
 # Newer Hypothesis releases need a compiled extension that cannot be built for 3.13t.
 FT_TEST_DEPS = [d if not d.startswith("hypothesis") else "hypothesis>=6.100,<6.150" for d in TEST_DEPS]
 EXAMPLE_DEPS = ["scikit-learn>=1.3", "Pillow>=10.0"]
-NOTEBOOK_DEPS = ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "matplotlib>=3.8", "tqdm"]
+NOTEBOOK_DEPS = ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "matplotlib>=3.8", "tqdm", "ipywidgets>=8"]
 TYPING_DEPS = ["mypy>=1.11", "pyright>=1.1.380"]
 WHEEL_DEPS = ["maturin>=1.7,<2", "ziglang>=0.13", "auditwheel>=6.0"]
 
