@@ -141,7 +141,7 @@ def test_stream_memory_is_bounded_over_a_ten_million_item_generator(mpool):
     batch=st.integers(1, 8),
     policy=st.sampled_from(["skip", "route"]),
 )
-def test_every_item_ends_exactly_once(mpool, n, drop_mod, fail_mod, batch, policy):
+def test_every_item_ends_exactly_once(pool, n, drop_mod, fail_mod, batch, policy):
     def prep(x):
         return DROP if x % drop_mod == 1 else x
 
@@ -153,7 +153,7 @@ def test_every_item_ends_exactly_once(mpool, n, drop_mod, fail_mod, batch, polic
     kw = {"route": "failed"} if policy == "route" else {"on_error": "skip"}
     pipe = (slither.Pipe("p").local("prep", prep).worker("w", work, batch_size=batch, **kw)
             .router("r", [(lambda x: x % 2 == 0, "even")]))
-    res = pipe.run(range(n), pool=mpool)
+    res = pipe.run(range(n), pool=pool)
     ended = [x for bucket in res.outputs.values() for x in bucket] + [f.item for f in res.failures]
     assert sorted(ended) == list(range(n))
 

@@ -141,7 +141,7 @@ class Calls:
             self._live.clear()
         failed = [(fut, errors.PoolClosed(f"{name} never started: {why}"))
                   for fut, _, name, _ in pending if fut.set_running_or_notify_cancel()]
-        failed += [(fut, errors.PoolClosed(f"{name} was running when {why}")) for fut, name in live]
+        failed += [(fut, errors.PoolClosed(f"{name} was killed while running: {why}")) for fut, name in live]
         _resolve_all(failed)
 
 
