@@ -28,6 +28,7 @@ def main() -> None:
         pool.imap_unordered(square, [1], on_error="ignore")  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
         pool.starmap(square, [(1,)], odered=False)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]
         pool.dispatch(square, [1], progres=True)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]
+        pool.options(timeout=5).call(square, "3")  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
         print(names, wrong_item)
     slither.Pool(workers=2, proceses=2)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
     slither.Pool(backend="rey")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]

@@ -60,6 +60,8 @@ def main() -> None:
             print(failure.index, failure.kind, failure.describe())
         hello = pool.call(greet, "slither", punctuation="?")
         assert_type(hello, str)
+        assert_type(pool.options(timeout=5).call(greet, "bounded"), str)
+        assert_type(pool.options(timeout=5).submit(square, 2), concurrent.futures.Future[int])
         future = pool.submit(square, 7)
         assert_type(future, concurrent.futures.Future[int])
         powers = pool.map(power, [2, 3], [3, 2])  # several iterables are zipped, as in Executor.map
