@@ -20,7 +20,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from slither import _config, errors
@@ -47,7 +47,7 @@ async def acall(pool: Pool, fn: str | Callable[..., Any], args: tuple[Any, ...],
     raise errors.SlitherError("the call ended without a result")  # pragma: no cover - the engine accounts for it
 
 
-async def aimap(pool: Pool, fn: str | Callable[..., Any], iterable: Any, options: dict[str, Any]) -> AsyncIterator[Any]:
+async def aimap(pool: Pool, fn: str | Callable[..., Any], iterable: Any, options: Mapping[str, Any]) -> AsyncIterator[Any]:
     if hasattr(iterable, "__aiter__"):
         iterable = _from_async(iterable, asyncio.get_running_loop())
     engine = pool._engine(fn, iterable, mode="item", poll=POLL_S, **_config.dispatch_options("Pool.aimap", options))

@@ -48,7 +48,7 @@ def reject_unknown(where: str, unknown: Mapping[str, Any], valid: Collection[str
     raise TypeError(f"{where} got an unexpected keyword argument {name!r}; {hint}")
 
 
-def resolve_aliases(given: dict[str, Any], extra: dict[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_aliases(given: dict[str, Any], extra: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     """Folds alias spellings in ``extra`` into ``given`` (native names); unknown keywords raise TypeError."""
     reject_unknown("Pool()", {k: v for k, v in extra.items() if k not in ALIASES}, defaults)
     out = dict(given)
@@ -65,7 +65,7 @@ DISPATCH_OPTIONS = ("batch_size", "batching", "max_in_flight", "ordered", "batch
                     "chunksize")
 
 
-def dispatch_options(where: str, options: dict[str, Any]) -> dict[str, Any]:
+def dispatch_options(where: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """The public keywords of a map-like call as the engine's: ``batch_timeout`` -> ``timeout``,
     ``chunksize`` -> ``batch_size``. An unknown keyword is a TypeError naming the closest valid one."""
     reject_unknown(f"{where}()", {k: v for k, v in options.items() if k not in DISPATCH_OPTIONS}, DISPATCH_OPTIONS)

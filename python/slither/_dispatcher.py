@@ -17,13 +17,18 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from slither import _config, _decode, _payload, errors
 from slither._dispatch import Engine
 from slither._functions import describe, function_ref
 from slither.batching import Batching, resolve_batching
 from slither.outcome import Outcome, Reply
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from slither._types import P, R
 
 
 def check_timeout(timeout: float | None) -> float | None:
@@ -124,7 +129,7 @@ class Dispatcher:
                                    **_config.dispatch_options(where, options)))
 
     def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], pin: tuple[int, int] | None, *,
-                 per: str = "item", on_error: Any = "skip", **options: Any) -> Outcome:
+                 per: str = "item", on_error: Any = "skip", **options: Any) -> Outcome[Any]:
         """Every item's result or Failure (see ``Pool.dispatch``)."""
         if per not in ("item", "batch"):
             raise errors.ConfigError(f"per must be 'item' or 'batch', got {per!r}")
@@ -193,16 +198,25 @@ class CallOptions:
     from ``fn``: every argument given to :meth:`call` or :meth:`submit` goes to it.
     """
 
-    def __init__(self, call: Callable[..., Any], submit: Callable[..., Any] | None, timeout: float | None) -> None:
+    def __init__(self, call: Callable[..., Any], submit: Callable[..., Future[Any]] | None,
+                 timeout: float | None) -> None:
         self._call = call
         self._submit = submit
         self.timeout = check_timeout(timeout)
 
+    @overload
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
+    def call(self, fn: str, /, *args: Any, **kwargs: Any) -> Any: ...
     def call(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Runs ``fn(*args, **kwargs)`` once in a worker within the options' bounds; returns its result."""
         return self._call(fn, args, kwargs, self.timeout)
 
-    def submit(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+    @overload
+    def submit(self, fn: str, /, *args: Any, **kwargs: Any) -> Future[Any]: ...
+    def submit(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Like :meth:`call`, but returns a :class:`concurrent.futures.Future` at once (pools only)."""
         if self._submit is None:
             raise errors.ConfigError("submit() is not available here: a session's calls run one at a time, use call()")

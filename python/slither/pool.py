@@ -23,8 +23,8 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from slither import _aio, _config, errors
 from slither._calls import AsyncResult, Calls
@@ -38,6 +38,22 @@ from slither.outcome import Outcome, Reply
 from slither.session import Session
 from slither.stats import PoolStats, WorkerInfo
 from slither.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's from 3.11; typing_extensions ships with every checker
+
+    from slither._types import (
+        T2,
+        Backend,
+        ListOptions,
+        MapOptions,
+        P,
+        Per,
+        PoolAliases,
+        R,
+        T,
+        UnorderedOptions,
+    )
 
 _live_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
@@ -111,9 +127,9 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         startup_timeout: float = 60.0,
         shutdown_grace: float = 2.0,
         forward_output: bool = True,
-        backend: str = "local",
+        backend: Backend = "local",
         address: str | None = None,
-        **aliases: Any,
+        **aliases: Unpack[PoolAliases],
     ) -> None:
         # Set first: __del__ and the exit hook may see a pool whose constructor raised.
         self._closed = True
@@ -335,7 +351,11 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         self._check_open()
         return self._dispatcher.engine(fn, iterable, **options)
 
-    def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Iterator[Any]:
+    @overload
+    def imap(self, fn: Callable[[T], R], iterable: Iterable[T], **options: Unpack[MapOptions]) -> Iterator[R]: ...
+    @overload
+    def imap(self, fn: str, iterable: Iterable[Any], **options: Unpack[MapOptions]) -> Iterator[Any]: ...
+    def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Unpack[MapOptions]) -> Iterator[Any]:
         """Streams ``fn(item)`` for every item, in input order (or as completed with ``ordered=False``).
 
         Options (shared by every map-like call): ``batch_size=`` (alias ``chunksize=``) or ``batching=``,
@@ -349,14 +369,36 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         """
         return self._dispatcher.imap(fn, iterable, "item", None, "Pool.imap", **options)
 
+    @overload
+    def imap_unordered(self, fn: Callable[[T], R], iterable: Iterable[T], chunksize: int | None = None,
+                       **options: Unpack[UnorderedOptions]) -> Iterator[R]: ...
+    @overload
+    def imap_unordered(self, fn: str, iterable: Iterable[Any], chunksize: int | None = None,
+                       **options: Unpack[UnorderedOptions]) -> Iterator[Any]: ...
     def imap_unordered(self, fn: str | Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None,
-                       **options: Any) -> Iterator[Any]:
+                       **options: Unpack[UnorderedOptions]) -> Iterator[Any]:
         """``multiprocessing.Pool.imap_unordered``: :meth:`imap` with ``ordered=False``."""
         return self._dispatcher.imap(fn, iterable, "item", None, "Pool.imap_unordered",
                                      **dict(options, chunksize=chunksize, ordered=False))
 
-    def map(self, fn: str | Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,  # type: ignore[override]
-            chunksize: int | None = None, **options: Any) -> list[Any]:
+    # An incompatible override, on purpose: Executor.map returns an iterator, this a list (as multiprocessing's
+    # map), which a program iterating over the result accepts; and a callable needs at least one iterable here
+    # (without one this raises TypeError, where Executor.map returns an empty iterator).
+    @overload  # type: ignore[override]
+    def map(self, fn: Callable[[T], R], iterable: Iterable[T], /, *, timeout: float | None = None,
+            chunksize: int | None = None, **options: Unpack[ListOptions]) -> list[R]: ...
+    @overload
+    def map(self, fn: Callable[[T, T2], R], iterable: Iterable[T], iterable2: Iterable[T2], /, *,
+            timeout: float | None = None, chunksize: int | None = None, **options: Unpack[ListOptions]) -> list[R]: ...
+    @overload
+    def map(self, fn: Callable[..., R], iterable: Iterable[Any], iterable2: Iterable[Any], iterable3: Iterable[Any], /,
+            *iterables: Iterable[Any], timeout: float | None = None, chunksize: int | None = None,
+            **options: Unpack[ListOptions]) -> list[R]: ...
+    @overload
+    def map(self, fn: str, /, *iterables: Iterable[Any], timeout: float | None = None, chunksize: int | None = None,
+            **options: Unpack[ListOptions]) -> list[Any]: ...
+    def map(self, fn: str | Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,  # pyright: ignore[reportIncompatibleMethodOverride]
+            chunksize: int | None = None, **options: Unpack[ListOptions]) -> list[Any]:
         """``fn(item)`` for every item, as a list in input order.
 
         As ``Executor.map``: several iterables are zipped and their tuples spread (``fn(a, b)`` per pair);
@@ -372,13 +414,14 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         return collect(Results(self._map_engine("Pool.map", fn, iterables, timeout, chunksize, options)))
 
     def _map_engine(self, where: str, fn: str | Callable[..., Any], iterables: tuple[Iterable[Any], ...],
-                    timeout: float | None, chunksize: int | None, options: dict[str, Any],
+                    timeout: float | None, chunksize: int | None, options: Mapping[str, Any],
                     poll: float | None = None) -> Engine:
         """``map``'s arguments as an engine: several iterables zipped and spread, ``timeout`` as a deadline."""
         if not iterables:
             raise TypeError(f"{where}() needs at least one iterable")
         _config.seconds("timeout", timeout, positive=False, optional=True)
         deadline = None if timeout is None else time.monotonic() + timeout
+        iterable: Iterable[Any]
         if len(iterables) > 1:
             fn, iterable = _star(fn), Zipped(iterables)
         else:
@@ -386,12 +429,24 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         opts = _config.dispatch_options(where, dict(options, chunksize=chunksize))
         return self._dispatcher.engine(fn, iterable, mode="item", deadline=deadline, poll=poll, **opts)
 
+    @overload
+    def starmap(self, fn: Callable[..., R], iterable: Iterable[Iterable[Any]], chunksize: int | None = None,
+                **options: Unpack[ListOptions]) -> list[R]: ...
+    @overload
+    def starmap(self, fn: str, iterable: Iterable[Iterable[Any]], chunksize: int | None = None,
+                **options: Unpack[ListOptions]) -> list[Any]: ...
     def starmap(self, fn: str | Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: int | None = None,
-                **options: Any) -> list[Any]:
+                **options: Unpack[ListOptions]) -> list[Any]:
         """``multiprocessing.Pool.starmap``: ``fn(*args)`` for every argument tuple, as a list in input order."""
         return collect(Results(self._map_engine("Pool.starmap", _star(fn), (iterable,), None, chunksize, options)))
 
-    def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Iterator[Any]:
+    @overload
+    def imap_batches(self, fn: Callable[[list[T]], list[R]], iterable: Iterable[T],
+                     **options: Unpack[MapOptions]) -> Iterator[R]: ...
+    @overload
+    def imap_batches(self, fn: str, iterable: Iterable[Any], **options: Unpack[MapOptions]) -> Iterator[Any]: ...
+    def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any],
+                     **options: Unpack[MapOptions]) -> Iterator[Any]:
         """Calls ``fn(list_of_items) -> list`` once per batch and streams the per-item results.
 
         A batch function must return a list of the same length as its batch; anything else fails the
@@ -400,12 +455,27 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         """
         return self._dispatcher.imap(fn, iterable, "batch", None, "Pool.imap_batches", **options)
 
-    def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> list[Any]:
+    @overload
+    def map_batches(self, fn: Callable[[list[T]], list[R]], iterable: Iterable[T],
+                    **options: Unpack[MapOptions]) -> list[R]: ...
+    @overload
+    def map_batches(self, fn: str, iterable: Iterable[Any], **options: Unpack[MapOptions]) -> list[Any]: ...
+    def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any],
+                    **options: Unpack[MapOptions]) -> list[Any]:
         """``fn(batch)`` per batch, results flattened into one list in input order."""
         return collect(self._dispatcher.imap(fn, iterable, "batch", None, "Pool.map_batches", **options))
 
-    def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, per: str = "item",
-                 **options: Any) -> Outcome:
+    @overload
+    def dispatch(self, fn: Callable[[T], R], iterable: Iterable[T], *, per: Literal["item"] = "item",
+                 **options: Unpack[MapOptions]) -> Outcome[R]: ...
+    @overload
+    def dispatch(self, fn: Callable[[list[T]], list[R]], iterable: Iterable[T], *, per: Literal["batch"],
+                 **options: Unpack[MapOptions]) -> Outcome[R]: ...
+    @overload
+    def dispatch(self, fn: str, iterable: Iterable[Any], *, per: Per = "item",
+                 **options: Unpack[MapOptions]) -> Outcome[Any]: ...
+    def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, per: Per = "item",
+                 **options: Unpack[MapOptions]) -> Outcome[Any]:
         """Runs the whole input and returns an :class:`~slither.Outcome`: every item's result or Failure.
 
         ``per="item"`` calls ``fn(item)``; ``per="batch"`` calls ``fn(batch) -> list``. Options as in
@@ -414,6 +484,10 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         return self._dispatcher.dispatch(fn, iterable, None, per=per, **options)
 
     # -- multiprocessing's asynchronous forms -------------------------------------------------
+    @overload
+    def apply(self, fn: Callable[..., R], args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> R: ...
+    @overload
+    def apply(self, fn: str, args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> Any: ...
     def apply(self, fn: str | Callable[..., Any], args: tuple[Any, ...] = (), kwds: dict[str, Any] | None = None) -> Any:
         """``multiprocessing.Pool.apply``: ``fn(*args, **kwds)`` in a worker; its result."""
         return self.call(fn, *args, **(kwds or {}))
@@ -429,7 +503,8 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
 
     def map_async(self, fn: str | Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None,
                   callback: Callable[[Any], object] | None = None,
-                  error_callback: Callable[[BaseException], object] | None = None, **options: Any) -> AsyncResult:
+                  error_callback: Callable[[BaseException], object] | None = None,
+                  **options: Unpack[ListOptions]) -> AsyncResult:
         """``multiprocessing.Pool.map_async``: :meth:`map` in the background; ``get()`` returns the list."""
         engine = self._map_engine("Pool.map_async", fn, (iterable,), None, chunksize, options)
         return self._background(engine, callback, error_callback)
@@ -437,7 +512,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
     def starmap_async(self, fn: str | Callable[..., Any], iterable: Iterable[Iterable[Any]],
                       chunksize: int | None = None, callback: Callable[[Any], object] | None = None,
                       error_callback: Callable[[BaseException], object] | None = None,
-                      **options: Any) -> AsyncResult:
+                      **options: Unpack[ListOptions]) -> AsyncResult:
         """``multiprocessing.Pool.starmap_async``: :meth:`starmap` in the background."""
         engine = self._map_engine("Pool.starmap_async", _star(fn), (iterable,), None, chunksize, options)
         return self._background(engine, callback, error_callback)
@@ -458,6 +533,10 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         return AsyncResult(fut, callback, error_callback)
 
     # -- awaitables ---------------------------------------------------------------------------
+    @overload
+    async def acall(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
+    async def acall(self, fn: str, /, *args: Any, **kwargs: Any) -> Any: ...
     async def acall(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Awaitable :meth:`call`: the event loop keeps running while the call runs in a worker.
 
@@ -465,7 +544,13 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         """
         return await _aio.acall(self, fn, args, kwargs)
 
-    def aimap(self, fn: str | Callable[..., Any], iterable: Any, **options: Any) -> AsyncIterator[Any]:
+    @overload
+    def aimap(self, fn: Callable[[T], R], iterable: Iterable[T] | AsyncIterable[T],
+              **options: Unpack[MapOptions]) -> AsyncIterator[R]: ...
+    @overload
+    def aimap(self, fn: str, iterable: Iterable[Any] | AsyncIterable[Any],
+              **options: Unpack[MapOptions]) -> AsyncIterator[Any]: ...
+    def aimap(self, fn: str | Callable[..., Any], iterable: Any, **options: Unpack[MapOptions]) -> AsyncIterator[Any]:
         """``async for r in pool.aimap(fn, items)``: :meth:`imap` without blocking the event loop.
 
         Same options as :meth:`imap` (``ordered=False`` for as-completed). ``iterable`` may be a plain or an
@@ -475,13 +560,31 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         _config.dispatch_options("Pool.aimap", options)  # a bad option fails here, not at the first await
         return _aio.aimap(self, fn, iterable, options)
 
+    @overload
+    async def amap(self, fn: Callable[[T], R], iterable: Iterable[T], /, *, timeout: float | None = None,
+                   chunksize: int | None = None, **options: Unpack[ListOptions]) -> list[R]: ...
+    @overload
+    async def amap(self, fn: Callable[[T, T2], R], iterable: Iterable[T], iterable2: Iterable[T2], /, *,
+                   timeout: float | None = None, chunksize: int | None = None,
+                   **options: Unpack[ListOptions]) -> list[R]: ...
+    @overload
+    async def amap(self, fn: Callable[..., R], iterable: Iterable[Any], iterable2: Iterable[Any],
+                   iterable3: Iterable[Any], /, *iterables: Iterable[Any], timeout: float | None = None,
+                   chunksize: int | None = None, **options: Unpack[ListOptions]) -> list[R]: ...
+    @overload
+    async def amap(self, fn: str, /, *iterables: Iterable[Any], timeout: float | None = None,
+                   chunksize: int | None = None, **options: Unpack[ListOptions]) -> list[Any]: ...
     async def amap(self, fn: str | Callable[..., Any], *iterables: Any, timeout: float | None = None,
-                   chunksize: int | None = None, **options: Any) -> list[Any]:
+                   chunksize: int | None = None, **options: Unpack[ListOptions]) -> list[Any]:
         """Awaitable :meth:`map` (same arguments): the list of results, in input order."""
         engine = self._map_engine("Pool.amap", fn, iterables, timeout, chunksize, options, poll=_aio.POLL_S)
         return [r async for r in _aio.results(self, engine)]
 
     # -- single calls -------------------------------------------------------------------------
+    @overload
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
+    def call(self, fn: str, /, *args: Any, **kwargs: Any) -> Any: ...
     def call(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Runs ``fn(*args, **kwargs)`` once in a worker and returns its result.
 
@@ -500,6 +603,10 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         """
         return CallOptions(lambda fn, a, kw, t: self._dispatcher.call(fn, a, kw, timeout=t), self._submit, timeout)
 
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[R]: ...
+    @overload
+    def submit(self, fn: str, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]: ...
     def submit(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         """Like :meth:`call`, but returns a :class:`concurrent.futures.Future` at once.
 

@@ -8,13 +8,16 @@ A session holds the pool's dispatcher (never the pool itself) and passes its pin
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from slither import errors
 from slither._dispatcher import CallOptions, collect
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's from 3.11; typing_extensions ships with every checker
+
     from slither._dispatcher import Dispatcher
+    from slither._types import MapOptions, P, Per, R, T
     from slither.outcome import Outcome
 
 
@@ -40,6 +43,10 @@ class Session:
         """Whether the worker this session is pinned to is still the same process."""
         return bool(self._dispatcher.core.session_alive(self.worker, self.generation))
 
+    @overload
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
+    def call(self, fn: str, /, *args: Any, **kwargs: Any) -> Any: ...
     def call(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Runs ``fn(*args, **kwargs)`` on the session's worker; every argument goes to ``fn``."""
         return self._dispatcher.call(fn, args, kwargs, pin=self._pin)
@@ -53,20 +60,51 @@ class Session:
         return CallOptions(lambda fn, a, kw, t: self._dispatcher.call(fn, a, kw, pin=self._pin, timeout=t), None,
                            timeout)
 
-    def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
+    # Options as in Pool.imap; dispatch also takes per= as Pool.dispatch does.
+    @overload
+    def map(self, fn: Callable[[T], R], iterable: Iterable[T], **kwargs: Unpack[MapOptions]) -> list[R]: ...
+    @overload
+    def map(self, fn: str, iterable: Iterable[Any], **kwargs: Unpack[MapOptions]) -> list[Any]: ...
+    def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Unpack[MapOptions]) -> list[Any]:
         return collect(self.imap(fn, iterable, **kwargs))
 
-    def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> Iterator[Any]:
+    @overload
+    def imap(self, fn: Callable[[T], R], iterable: Iterable[T], **kwargs: Unpack[MapOptions]) -> Iterator[R]: ...
+    @overload
+    def imap(self, fn: str, iterable: Iterable[Any], **kwargs: Unpack[MapOptions]) -> Iterator[Any]: ...
+    def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Unpack[MapOptions]) -> Iterator[Any]:
         return self._dispatcher.imap(fn, iterable, "item", self._pin, **kwargs)
 
-    def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
+    @overload
+    def map_batches(self, fn: Callable[[list[T]], list[R]], iterable: Iterable[T],
+                    **kwargs: Unpack[MapOptions]) -> list[R]: ...
+    @overload
+    def map_batches(self, fn: str, iterable: Iterable[Any], **kwargs: Unpack[MapOptions]) -> list[Any]: ...
+    def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any],
+                    **kwargs: Unpack[MapOptions]) -> list[Any]:
         return collect(self.imap_batches(fn, iterable, **kwargs))
 
-    def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> Iterator[Any]:
+    @overload
+    def imap_batches(self, fn: Callable[[list[T]], list[R]], iterable: Iterable[T],
+                     **kwargs: Unpack[MapOptions]) -> Iterator[R]: ...
+    @overload
+    def imap_batches(self, fn: str, iterable: Iterable[Any], **kwargs: Unpack[MapOptions]) -> Iterator[Any]: ...
+    def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any],
+                     **kwargs: Unpack[MapOptions]) -> Iterator[Any]:
         return self._dispatcher.imap(fn, iterable, "batch", self._pin, **kwargs)
 
-    def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> Outcome:
-        return self._dispatcher.dispatch(fn, iterable, self._pin, **kwargs)
+    @overload
+    def dispatch(self, fn: Callable[[T], R], iterable: Iterable[T], *, per: Literal["item"] = "item",
+                 **kwargs: Unpack[MapOptions]) -> Outcome[R]: ...
+    @overload
+    def dispatch(self, fn: Callable[[list[T]], list[R]], iterable: Iterable[T], *, per: Literal["batch"],
+                 **kwargs: Unpack[MapOptions]) -> Outcome[R]: ...
+    @overload
+    def dispatch(self, fn: str, iterable: Iterable[Any], *, per: Per = "item",
+                 **kwargs: Unpack[MapOptions]) -> Outcome[Any]: ...
+    def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, per: Per = "item",
+                 **kwargs: Unpack[MapOptions]) -> Outcome[Any]:
+        return self._dispatcher.dispatch(fn, iterable, self._pin, per=per, **kwargs)
 
     def close(self) -> None:
         """Runs ``cleanup`` on the worker (if it is still alive) and releases the pin."""

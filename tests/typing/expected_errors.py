@@ -24,4 +24,19 @@ def main() -> None:
         pool.dispatch(square, [1], per="items")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
         pool.imap(square, [1], on_error="ignore")  # type: ignore[call-overload]  # pyright: ignore[reportArgumentType, reportCallIssue]
         pool.call(square, "3")  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+        pool.map(square, [1], batchsize=2)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]
+        pool.imap_unordered(square, [1], on_error="ignore")  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+        pool.starmap(square, [(1,)], odered=False)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]
+        pool.dispatch(square, [1], progres=True)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]
+        pool.options(timeout=5).call(square, "3")  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
         print(names, wrong_item)
+    slither.Pool(workers=2, proceses=2)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    slither.Pool(backend="rey")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+
+async def awaiting(pool: slither.Pool) -> None:
+    await pool.acall(square, "3")  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+    async for _ in pool.aimap(square, [1], on_eror="skip"):  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]
+        pass
+    with pool.session() as session:
+        session.map(square, [1], on_error="ignore")  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]

@@ -3,6 +3,7 @@ pyright --strict: it must pass both unchanged, and the assert_type lines pin wha
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from collections.abc import Iterator
 from typing import Any, Literal, assert_type
@@ -19,12 +20,24 @@ def lengths(batch: list[str]) -> list[int]:
     return [len(s) for s in batch]
 
 
+def power(base: int, exponent: int) -> int:
+    return int(base**exponent)
+
+
 def greet(name: str, *, punctuation: str = "!") -> str:
     return f"hello {name}{punctuation}"
 
 
 def decide(failure: Failure) -> Literal["raise", "skip", "retry"]:
     return "retry" if failure.kind == "crash" and failure.attempts < 3 else "skip"
+
+
+async def awaiting() -> None:
+    with Pool(workers=1) as pool:
+        assert_type(await pool.acall(greet, "async", punctuation="."), str)
+        async for value in pool.aimap(square, range(3), ordered=False, batch_timeout=30.0):
+            assert_type(value, int)
+        assert_type(await pool.amap(square, range(3)), list[int])
 
 
 def main() -> None:
@@ -47,15 +60,24 @@ def main() -> None:
             print(failure.index, failure.kind, failure.describe())
         hello = pool.call(greet, "slither", punctuation="?")
         assert_type(hello, str)
+        assert_type(pool.options(timeout=5).call(greet, "bounded"), str)
+        assert_type(pool.options(timeout=5).submit(square, 2), concurrent.futures.Future[int])
         future = pool.submit(square, 7)
         assert_type(future, concurrent.futures.Future[int])
+        powers = pool.map(power, [2, 3], [3, 2])  # several iterables are zipped, as in Executor.map
+        assert_type(powers, list[int])
+        assert_type(pool.starmap(greet, [("a",), ("b",)], chunksize=1), list[str])
+        assert_type(pool.imap_unordered(square, range(4), on_error="skip"), Iterator[int])
+        assert_type(pool.apply(square, (3,)), int)
+        print(pool.apply_async(square, (4,)).get(timeout=10))
         with pool.session("model") as session:
             assert_type(session.map(square, [1, 2]), list[int])
             assert_type(session.call(greet, "session"), str)
         for worker in pool.stats().workers:
             print(worker.pid, worker.restarts, worker.peak_rss_bytes)
+    asyncio.run(awaiting())
     try:
-        with slither.Pool(workers=1) as single:
+        with slither.Pool(workers=1, processes=None, initializer=None) as single:
             print(single.call(square, 3))
     except WorkerCrashed as exc:
         print(exc)
