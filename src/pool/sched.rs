@@ -396,25 +396,9 @@ impl Sched {
         let mine = |q: &Queued| Arc::ptr_eq(&q.run, run);
         let aborted = |q: &Queued| Self::completion(q, None, 0, Outcome::Aborted("cancelled".into()), 0.0, false);
         let mut dropped = Vec::new();
-        let mut kept = VecDeque::new();
-        for q in self.queue.drain(..) {
-            if mine(&q) {
-                dropped.push(q)
-            } else {
-                kept.push_back(q)
-            }
-        }
-        self.queue = kept;
+        take_matching(&mut self.queue, mine, &mut dropped);
         for slot in self.slots.iter_mut() {
-            let mut kept = VecDeque::new();
-            for q in slot.pinned.drain(..) {
-                if mine(&q) {
-                    dropped.push(q)
-                } else {
-                    kept.push_back(q)
-                }
-            }
-            slot.pinned = kept;
+            take_matching(&mut slot.pinned, mine, &mut dropped);
             for s in slot.sent.iter_mut().filter(|s| mine(&s.q)) {
                 match s.started {
                     Some(_) if slot.kill.is_none() => {
@@ -1167,6 +1151,13 @@ impl Sched {
             closed: self.closing,
         }
     }
+}
+
+/// Moves the batches of `queue` that `matches` into `out`, keeping the others in order.
+fn take_matching(queue: &mut VecDeque<Queued>, matches: impl Fn(&Queued) -> bool, out: &mut Vec<Queued>) {
+    let (taken, kept): (Vec<Queued>, Vec<Queued>) = queue.drain(..).partition(|q| matches(q));
+    queue.extend(kept);
+    out.extend(taken);
 }
 
 /// Whether another batch may go on a worker's channel: within the pipeline depth, and never past the batches
