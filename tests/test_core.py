@@ -282,3 +282,28 @@ def test_host_threads_do_not_grow_with_the_pool():
         big = me.num_threads()
     assert small - base <= 3, (base, small)
     assert big - small <= 2, (small, big)
+
+
+@pytest.mark.timeout(30)
+def test_a_batch_given_back_twice_by_one_worker_never_runs_there():
+    """The worker's side of a revoke: a batch sent to it again while its first copy still waited."""
+    import socket
+
+    from slither._worker import framing
+    from slither._worker.loop import Worker
+
+    host, worker_end = socket.socketpair()
+    with host, worker_end:
+        w = Worker(framing.Channel(worker_end.fileno()))
+        reader = threading.Thread(target=w.read_loop, daemon=True)
+        reader.start()
+        task = __import__("pickle").dumps((("name", "builtins:abs"), "call", [((-1,), {})]))
+        for kind, body in [(framing.TASK, task), (framing.REVOKE, b""), (framing.TASK, task), (framing.REVOKE, b"")]:
+            host.sendall(framing.HEADER.pack(kind, 4, len(body)) + body)
+        time.sleep(0.2)
+        host.sendall(framing.HEADER.pack(framing.SHUTDOWN, 0, 0))
+        w.serve()
+        host.settimeout(2)
+        got = host.recv(4096)
+        kinds = [framing.HEADER.unpack_from(got, i)[0] for i in range(0, len(got), framing.HEADER_LEN)]
+        assert kinds == [framing.REVOKED, framing.REVOKED], kinds

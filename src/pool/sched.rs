@@ -612,7 +612,12 @@ impl Sched {
             }));
             self.queue.push_front(s.q);
         }
-        self.fill_all(fx);
+        // Only idle workers take it now: pipelined behind another long run it would wait (and be stolen) again.
+        for w in 0..self.slots.len() {
+            if self.slots[w].idle() {
+                self.fill(w, fx);
+            }
+        }
         self.finish_drain(i, fx);
         self.steal(now, fx);
     }

@@ -424,3 +424,26 @@ fn terminate_says_which_batches_ran_and_which_never_started() {
     assert!(matches!(&d[0], (0, Outcome::Aborted(why), true) if why.contains("while it ran")));
     assert!(t.s.finished());
 }
+
+#[test]
+fn a_batch_given_back_waits_for_an_idle_worker_rather_than_behind_another_long_run() {
+    let mut t = T::new(2, |c| c.steal_after = 0.0);
+    let (rs, _rx) = run();
+    let long0 = t.submit(&rs, job(0));
+    let long1 = t.submit(&rs, job(1));
+    let held = t.submit(&rs, job(2));
+    t.take();
+    t.s.started(0, t.gen(0), long0, t.now, &mut t.fx);
+    t.s.started(1, t.gen(1), long1, t.now, &mut t.fx);
+    // Worker 1 finishes: idle, the held batch on worker 0 is asked back.
+    t.s.answered(1, t.gen(1), long1, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    assert_eq!(writes(&t.take()), vec![(0, REVOKE, held)]);
+    // Before the answer, worker 1 gets a long run of its own.
+    let other = t.submit(&rs, job(3));
+    t.s.started(1, t.gen(1), other, t.now, &mut t.fx);
+    t.take();
+    t.s.revoked(0, t.gen(0), held, t.now, &mut t.fx);
+    assert!(writes(&t.take()).is_empty(), "no worker is idle: it waits in the queue");
+    t.s.answered(1, t.gen(1), other, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    assert_eq!(writes(&t.take()), vec![(1, TASK, held)]);
+}

@@ -15,6 +15,7 @@ Task semantics (what ``"item"``, ``"batch"`` and ``"call"`` mean) are in ``execu
 
 from __future__ import annotations
 
+import collections
 import faulthandler
 import os
 import pickle
@@ -39,9 +40,10 @@ class Worker:
         self.chan = chan
         self.inbox: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
-        # Batches received and not yet started; and those taken back before they started.
-        self.waiting: set[int] = set()
-        self.revoked: set[int] = set()
+        # Copies of each batch received and not yet started; and copies taken back before they started. Counts,
+        # not sets: a batch given back can be sent to this worker again while its first copy is still queued.
+        self.waiting: collections.Counter[int] = collections.Counter()
+        self.revoked: collections.Counter[int] = collections.Counter()
         self.replies: dict[int, queue.SimpleQueue[bytes | None]] = {}
         self.store_seq = 0
         self.max_result_bytes = 1 << 30
@@ -55,13 +57,13 @@ class Worker:
             kind, ident, body = frame
             if kind == framing.TASK:
                 with self.lock:
-                    self.waiting.add(ident)
+                    self.waiting[ident] += 1
                 self.inbox.put((ident, body))
             elif kind == framing.REVOKE:
                 with self.lock:
-                    if ident in self.waiting:
-                        self.waiting.discard(ident)
-                        self.revoked.add(ident)
+                    if self.waiting[ident] > 0:
+                        _take(self.waiting, ident)
+                        self.revoked[ident] += 1
                         self.chan.send(framing.REVOKED, ident)
             elif kind == framing.STORE_REPLY:
                 with self.lock:
@@ -125,10 +127,10 @@ class Worker:
                 return
             ident, body = task
             with lock:
-                if ident in self.revoked:
-                    self.revoked.discard(ident)
+                if self.revoked[ident] > 0:
+                    _take(self.revoked, ident)
                     continue
-                self.waiting.discard(ident)
+                _take(self.waiting, ident)
                 if held is not None:
                     chan.send_many([held, (framing.STARTED, ident, b"")])
                     held = None
@@ -138,6 +140,12 @@ class Worker:
             del body, task
             held = (framing.RESULT_OK if ok else framing.RESULT_ERR, ident, payload)
             del payload
+
+
+def _take(counts: collections.Counter[int], ident: int) -> None:
+    counts[ident] -= 1
+    if counts[ident] <= 0:
+        del counts[ident]
 
 
 def apply_init(spec: dict[str, Any], store_transport: Any) -> int:
