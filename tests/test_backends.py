@@ -140,3 +140,14 @@ def test_close_lets_submitted_calls_finish(backend, request):
     futures = [pool.submit("_helpers:slow", i, 0.2) for i in range(4)]
     pool.close()
     assert [f.result(timeout=30) for f in futures] == [0, 1, 2, 3]
+
+
+def test_every_backend_satisfies_the_declared_core_interface(bpool):
+    from slither._backend import Core, Run
+
+    core = bpool._core
+    assert isinstance(core, Core), type(core)
+    assert isinstance(core.new_run(), Run)
+    info = core.workers()
+    assert all(isinstance(w, slither.WorkerInfo) for w in info)
+    assert isinstance(core.stats(), slither.PoolStats)

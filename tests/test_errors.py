@@ -23,15 +23,16 @@ def test_exception_type_and_remote_traceback(pool):
     assert pool.map("_helpers:inc", [1]) == [2]
 
 
-def test_exception_that_does_not_unpickle_in_the_host_is_a_task_error(pool):
+def test_exception_of_a_local_class_travels_by_value(pool):
     def raise_local(_):
         class Local(Exception):
             pass
 
         raise Local("only in the worker")
 
-    with pytest.raises(slither.TaskError, match="only in the worker"):
+    with pytest.raises(Exception, match="only in the worker") as info:
         pool.map(raise_local, [1])
+    assert type(info.value).__name__ == "Local"
 
 
 def test_exception_whose_pickling_fails(pool):
@@ -62,7 +63,7 @@ def test_unpicklable_result_names_the_result(pool):
     def make_lock(_):
         return threading.Lock()
 
-    with pytest.raises(slither.SerializationError, match="result 0"):
+    with pytest.raises(slither.SerializationError, match="result of item 0"):
         pool.map(make_lock, [1])
     assert pool.map("_helpers:inc", [1]) == [2]
 
@@ -93,8 +94,9 @@ def test_sys_exit_and_recursion_are_errors_not_crashes(pool):
     def recurse(n):
         return recurse(n + 1)
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(slither.TaskError, match=r"SystemExit\(4\)") as info:
         pool.map(exits, [1])
+    assert isinstance(info.value.__cause__, SystemExit) and info.value.__cause__.code == 4
     with pytest.raises(RecursionError):
         pool.map(recurse, [0])
     assert all(w.restarts == 0 for w in pool.stats().workers)

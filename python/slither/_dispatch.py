@@ -2,72 +2,34 @@
 
 ::
 
-    iterable ─▶ batching (lazy) ─▶ pickle ─▶ core.submit ─┐   at most max_in_flight batches outstanding
-                                                          ▼
-    caller ◀── ordered buffer / as completed ◀── run.next() (GIL released, Ctrl-C checked)
-                                   └── failures ─▶ policy: raise | skip | retry (resubmit only the failed items)
+    iterable ─▶ batching (lazy) ─▶ pickle (_payload) ─▶ core.submit ─┐   at most max_in_flight batches out
+                                                                     ▼
+    caller ◀── in order (_ordering) / as completed ◀── run.next() ◀──┘   blocks: GIL released, Ctrl-C checked
+                          └── completion (_decode) ─▶ failures ─▶ policy (_retry): raise | skip | retry / split
 
 Every input item leaves as a result or a Failure; nothing is dropped. Results travel in chunks
 ``(start, values, None)`` covering input positions ``start .. start + len(values)``, and failures one by
-one as ``(index, None, Failure)``, so the per-item cost in the host stays a list extend.
+one as ``(index, None, Failure)``, so the per-item cost in the host stays a list extend. The loop never
+polls: it blocks on the run until a completion arrives or the earliest retry is due.
 """
 
 from __future__ import annotations
 
-import heapq
-import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from slither import errors
+from slither import _decode, _payload, errors
 from slither._functions import describe, function_ref
+from slither._ordering import Entry, Reorder, width
 from slither._progress import Progress
+from slither._retry import Batch, RetryQueue, check_policy, delay, plan
 from slither.batching import AutoBatch, Batching
-from slither.outcome import Failure, Retry, RunStats
+from slither.outcome import Failure, RunStats
 
 if TYPE_CHECKING:
+    from slither._dispatcher import Dispatcher
     from slither._slither import Completion
-
-PROTOCOL = pickle.HIGHEST_PROTOCOL
-Entry = tuple[int, "list[Any] | None", "Failure | None"]
-
-
-class _Batch:
-    __slots__ = ("attempts", "indices", "items", "tag")
-
-    def __init__(self, tag: int, indices: Sequence[int], items: list[Any], attempts: int = 1) -> None:
-        self.tag = tag
-        self.indices = indices
-        self.items = items
-        self.attempts = attempts
-
-
-def decide(policy: Any, failure: Failure) -> str:
-    """The policy's verdict for one failure: "raise", "skip" or "retry"."""
-    if policy == "raise" or policy == "skip":
-        return policy
-    if policy == "retry":
-        policy = Retry()
-    if isinstance(policy, Retry):
-        return "retry" if failure.attempts < policy.attempts else policy.then
-    verdict = policy(failure)
-    if verdict not in ("raise", "skip", "retry"):
-        raise errors.ConfigError(f"on_error callable returned {verdict!r}; expected 'raise', 'skip' or 'retry'")
-    return verdict
-
-
-def check_policy(policy: Any) -> None:
-    if policy in ("raise", "skip", "retry") or isinstance(policy, Retry) or callable(policy):
-        return
-    raise errors.ConfigError(
-        f"on_error must be 'raise', 'skip', 'retry', a slither.Retry or a callable, got {policy!r}"
-    )
-
-
-def _retry_delay(policy: Any, attempts: int) -> float:
-    base = policy.backoff if isinstance(policy, Retry) else 0.05
-    return base * (2 ** (attempts - 1))
 
 
 class Engine:
@@ -75,7 +37,7 @@ class Engine:
 
     def __init__(
         self,
-        pool: Any,
+        dispatcher: Dispatcher,
         fn: str | Callable[..., Any],
         iterable: Iterable[Any],
         *,
@@ -91,11 +53,12 @@ class Engine:
         check_policy(on_error)
         if max_in_flight < 1:
             raise errors.ConfigError(f"max_in_flight must be at least 1, got {max_in_flight}")
-        self.pool = pool
-        self.core = pool._core
+        self.dispatcher = dispatcher
+        self.core = dispatcher.core
         self.fn_name = describe(fn)
         self.ref = function_ref(fn)
-        check_transferable(pool, self.ref, self.fn_name)
+        dispatcher.check_transferable(self.ref, self.fn_name)
+        self.ref_hits = _payload.ref_mentions(self.ref)
         self.iterable = iterable
         self.mode = mode
         self.batching = batching
@@ -107,8 +70,8 @@ class Engine:
         self.pin = pin
         self.progress = Progress(enabled=progress, desc=self.fn_name)
         self.run = self.core.new_run()
-        self.live: dict[int, _Batch] = {}
-        self.retries: list[tuple[float, int, _Batch]] = []
+        self.live: dict[int, Batch] = {}
+        self.retries = RetryQueue()
         self.next_tag = 0
         self.batches = 0
         self.items = 0
@@ -119,9 +82,14 @@ class Engine:
         self.wall = 0.0
 
     # -- submission ---------------------------------------------------------------------------
-    def _submit(self, batch: _Batch, ready: list[Entry]) -> None:
+    def _new_batch(self, indices: Sequence[int], items: list[Any], attempts: int = 1, charged: int = 0) -> Batch:
+        tag = self.next_tag
+        self.next_tag += 1
+        return Batch(tag, indices, items, attempts, charged)
+
+    def _submit(self, batch: Batch, ready: list[Entry]) -> None:
         try:
-            payload = pickle.dumps((self.ref, self.mode, batch.items), PROTOCOL)
+            payload = _payload.dumps((self.ref, self.mode, batch.items), self.ref_hits)
         except Exception:
             payload = self._drop_unpicklable(batch, ready)
             if payload is None:
@@ -132,93 +100,98 @@ class Engine:
         except errors.SerializationError as exc:
             # Over the pool's max_frame_bytes: these items cannot travel; the rest of the run goes on.
             del self.live[batch.tag]
-            err = errors.SerializationError(
-                f"items {_span(batch.indices)} of {self.fn_name} pickle to {len(payload):,} bytes: {exc}")
-            self._fail(batch, "serialization", err, None, None, None, ready, retryable=False)
+            span = str(batch.indices[0]) if len(batch.indices) == 1 else f"{batch.indices[0]}..{batch.indices[-1]}"
+            err = errors.SerializationError(f"item(s) {span} of {self.fn_name}: {exc}")
+            self._fail(batch, "serialization", err, None, ready, retryable=False)
         except errors.SessionLost:
             del self.live[batch.tag]
             exc = errors.SessionLost(f"the session's worker {self.pin[0] if self.pin else '?'} died or was replaced")
-            self._fail(batch, "session_lost", exc, None, None, None, ready, retryable=False)
+            self._fail(batch, "session_lost", exc, None, ready, retryable=False)
         except BaseException:
             del self.live[batch.tag]
             raise
 
-    def _drop_unpicklable(self, batch: _Batch, ready: list[Entry]) -> bytes | None:
+    def _drop_unpicklable(self, batch: Batch, ready: list[Entry]) -> bytes | None:
+        """Fails the items that will not pickle (each on its own) and returns the payload of the rest."""
         good_idx: list[int] = []
         good: list[Any] = []
         for i, item in zip(batch.indices, batch.items):
-            try:
-                pickle.dumps(item, PROTOCOL)
-            except Exception as exc:
-                err = errors.SerializationError(f"item {i} cannot be pickled: {type(exc).__name__}: {exc}")
-                err.__cause__ = exc
-                self._fail(_Batch(batch.tag, [i], [item], batch.attempts), "serialization", err, None, None, None,
-                           ready, retryable=False)
-            else:
+            why = _payload.picklable(item)
+            if why is None:
                 good_idx.append(i)
                 good.append(item)
+                continue
+            err = errors.SerializationError(
+                f"item {i} ({type(item).__module__}.{type(item).__qualname__}) cannot be pickled: "
+                f"{type(why).__name__}: {_decode.safe_str(why)}")
+            err.__cause__ = why
+            self._fail(Batch(batch.tag, [i], [item], batch.attempts, batch.charged), "serialization", err, None,
+                       ready, retryable=False)
         if not good:
             return None
         batch.indices, batch.items = good_idx, good
         try:
-            return pickle.dumps((self.ref, self.mode, good), PROTOCOL)
+            return _payload.dumps((self.ref, self.mode, good), self.ref_hits)
         except Exception as exc:
-            err = errors.SerializationError(f"batch of items {good_idx[:5]}... cannot be pickled: {exc}")
-            self._fail(batch, "serialization", err, None, None, None, ready, retryable=False)
+            err = errors.SerializationError(f"the items {good_idx[:5]}... cannot be pickled together: {exc}")
+            self._fail(batch, "serialization", err, None, ready, retryable=False)
             return None
-
-    def _new_batch(self, indices: Sequence[int], items: list[Any], attempts: int = 1) -> _Batch:
-        tag = self.next_tag
-        self.next_tag += 1
-        return _Batch(tag, indices, items, attempts)
 
     # -- completions --------------------------------------------------------------------------
     def _complete(self, c: Completion, ready: list[Entry]) -> None:
-        batch_id, worker, pid, kind, data = c.batch, c.worker, c.pid, c.kind, c.data
-        exit_code, signal, duration = c.exit_code, c.signal, c.duration
         batch = self.live.pop(c.tag)
-        if kind == "ok":
-            try:
-                reply = pickle.loads(data)
-            except Exception as exc:
-                err = errors.SerializationError(
-                    f"the result of batch {batch_id} from worker {worker} (pid {pid}) cannot be unpickled in the host: {exc}"
-                )
-                self._fail(batch, "serialization", err, batch_id, worker, pid, ready)
-                return
-            if self.auto is not None:
-                self.auto.observe(len(batch.items), duration)
-            if self.mode == "call":
-                self._ok(batch.indices, [reply], ready)
-                return
-            item_errors: dict[int, dict[str, Any]] = {}
-            if self.mode == "item" and isinstance(reply, tuple):
-                reply, item_errors = reply
-            if not item_errors:
-                self._ok(batch.indices, reply, ready)
-                return
-            failed_idx: list[int] = []
-            failed_items: list[Any] = []
-            first: dict[str, Any] | None = None
-            for j, i in enumerate(batch.indices):
-                info = item_errors.get(j)
-                if info is None:
-                    self._ok([i], [reply[j]], ready)
-                else:
-                    first = first or info
-                    failed_idx.append(i)
-                    failed_items.append(batch.items[j])
-            if failed_idx:
-                assert first is not None
-                sub = _Batch(batch.tag, failed_idx, failed_items, batch.attempts)
-                exc, tb = _rebuild(first, worker, pid, batch_id)
-                self._fail(sub, "error", exc, batch_id, worker, pid, ready, traceback=tb, per_item=item_errors,
-                           positions=[j for j in range(len(batch.indices)) if j in item_errors])
+        if c.kind == "ok":
+            self._completed_ok(c, batch, ready)
             return
-        what = f"batch {batch_id} of {self.fn_name} ({len(batch.items)} items)"
-        fkind, exc, tb = failure_of(c, what, pinned=self.pin is not None)
-        self._fail(batch, fkind, exc, batch_id, worker, pid, ready, traceback=tb, exit_code=exit_code, signal=signal,
-                   retryable=fkind not in ("session_lost", "aborted"))
+        what = f"batch {c.batch} of {self.fn_name} ({len(batch.items)} items)"
+        fkind, exc, tb = _decode.failure_of(c, what, pinned=self.pin is not None)
+        info = _decode.error_info(c.data) if c.kind == "err" else {}
+        if info.get("kind") == "resolve":
+            # The function itself cannot be found: no policy can make any item succeed.
+            raise _Raise(exc, self._failure(batch, 0, fkind, exc, c, tb))
+        if info.get("kind") == "payload" and len(batch.items) > 1:
+            # Some item will not unpickle in the worker: run each alone (within the window), so that only it fails.
+            for i, item in zip(batch.indices, batch.items):
+                self.retries.push(self._new_batch([i], [item], batch.attempts, batch.charged), 0.0)
+            return
+        self._fail(batch, fkind, exc, c, ready, traceback=tb,
+                   retryable=fkind not in ("session_lost", "aborted", "serialization"))
+
+    def _completed_ok(self, c: Completion, batch: Batch, ready: list[Entry]) -> None:
+        try:
+            values, item_errors = _decode.reply(c.data)
+        except Exception as exc:
+            err = errors.SerializationError(
+                f"the result of batch {c.batch} from {_decode.where(c.worker, c.pid)} cannot be unpickled in the "
+                f"host: {_decode.safe_str(exc)}")
+            err.__cause__ = exc
+            self._fail(batch, "serialization", err, c, ready, retryable=False)
+            return
+        if self.auto is not None:
+            self.auto.observe(len(batch.items), c.duration)
+        if not item_errors:
+            self._ok(batch.indices, values, ready)
+            return
+        self.dispatcher.record_failures(c.worker, c.pid, len(item_errors))
+        at = _decode.where(c.worker, c.pid, c.batch)
+        start = 0
+        groups: dict[bool, tuple[list[int], list[Any], list[tuple[str, BaseException, str | None]]]] = {}
+        for j in sorted(item_errors):
+            if j > start:
+                self._ok(batch.indices[start:j], values[start:j], ready)
+            start = j + 1
+            fkind, exc, tb = _decode.item_failure(item_errors[j], batch.indices[j], at)
+            indices, items, each = groups.setdefault(fkind != "serialization", ([], [], []))
+            indices.append(batch.indices[j])
+            items.append(batch.items[j])
+            each.append((fkind, exc, tb))
+        if start < len(batch.indices):
+            self._ok(batch.indices[start:], values[start:], ready)
+        # The failed items of one batch share their history: they are retried (or not) as one batch.
+        for retryable, (indices, items, each) in groups.items():
+            fkind, exc, tb = each[0]
+            self._fail(Batch(batch.tag, indices, items, batch.attempts, batch.charged), fkind, exc, c, ready,
+                       traceback=tb, retryable=retryable, each=each)
 
     def _ok(self, indices: Sequence[int], values: list[Any], ready: list[Entry]) -> None:
         """Adds results as chunks of consecutive input positions (one chunk for contiguous batches)."""
@@ -232,59 +205,76 @@ class Engine:
                 ready.append((indices[start], values[start:k], None))
                 start = k
 
+    def _failure(self, batch: Batch, n: int, kind: str, exc: BaseException, c: Completion | None,
+                 tb: str | None) -> Failure:
+        return Failure(
+            index=batch.indices[n], item=batch.items[n], batch=c.batch if c is not None else None,
+            worker=c.worker if c is not None else None, pid=c.pid if c is not None else None,
+            kind=kind, exception=exc, traceback=tb,  # type: ignore[arg-type]
+            exit_code=c.exit_code if c is not None else None, signal=c.signal if c is not None else None,
+            attempts=batch.attempts,
+        )
+
     def _fail(
         self,
-        batch: _Batch,
+        batch: Batch,
         kind: str,
         exc: BaseException,
-        batch_id: int | None,
-        worker: int | None,
-        pid: int | None,
+        c: Completion | None,
         ready: list[Entry],
         *,
         traceback: str | None = None,
-        exit_code: int | None = None,
-        signal: str | None = None,
         retryable: bool = True,
-        per_item: dict[int, dict[str, Any]] | None = None,
-        positions: list[int] | None = None,
+        each: list[tuple[str, BaseException, str | None]] | None = None,
     ) -> None:
+        """Applies the policy to a batch that failed; ``each`` gives per-item (kind, exception, traceback)."""
+
         def failure(n: int) -> Failure:
-            e, tb = exc, traceback
-            if per_item is not None and positions is not None:
-                e, tb = _rebuild(per_item[positions[n]], worker, pid, batch_id or 0)
-            return Failure(
-                index=batch.indices[n], item=batch.items[n], batch=batch_id or 0, worker=worker, pid=pid,
-                kind=kind, exception=e, traceback=tb, exit_code=exit_code, signal=signal,  # type: ignore[arg-type]
-                attempts=batch.attempts,
-            )
+            if each is None:
+                return self._failure(batch, n, kind, exc, c, traceback)
+            k, e, tb = each[n]
+            return self._failure(batch, n, k, e, c, tb)
 
         first = failure(0)
-        verdict = decide(self.policy, first)
-        if verdict == "retry" and not retryable:
-            verdict = self.policy.then if isinstance(self.policy, Retry) else "skip"
+        charged = batch.charged + 1
+        verdict = plan(self.policy, first, len(batch.items), charged, retryable)
         if verdict == "raise":
             raise _Raise(exc, first)
+        if verdict == "split":
+            # Nobody knows yet which item killed the worker: each half runs again, uncharged.
+            self.retried += 1
+            self._emit_retry(c, batch, kind, split=True)
+            for indices, items in batch.halves():
+                again = self._new_batch(indices, items, batch.attempts + 1, batch.charged)
+                self.retries.push(again, delay(self.policy, batch.charged))
+            return
         if verdict == "retry":
             self.retried += 1
-            self.pool._telemetry.emit({"event": "batch_retried", "batch": batch_id, "worker": worker,
-                                       "items": len(batch.indices), "attempt": batch.attempts + 1, "cause": kind})
-            again = self._new_batch(batch.indices, batch.items, batch.attempts + 1)
-            due = time.monotonic() + _retry_delay(self.policy, batch.attempts)
-            heapq.heappush(self.retries, (due, again.tag, again))
+            self._emit_retry(c, batch, kind, split=False)
+            again = self._new_batch(batch.indices, batch.items, batch.attempts + 1, charged)
+            self.retries.push(again, delay(self.policy, charged))
             return
         for n in range(len(batch.indices)):
             self.failed += 1
             ready.append((batch.indices[n], None, first if n == 0 else failure(n)))
 
+    def _emit_retry(self, c: Completion | None, batch: Batch, kind: str, split: bool) -> None:
+        self.dispatcher.telemetry.emit({
+            "event": "batch_retried", "batch": c.batch if c is not None else None,
+            "worker": c.worker if c is not None else None, "items": len(batch.indices),
+            "attempt": batch.attempts + 1, "cause": kind, "split": split})
+
     # -- the loop -----------------------------------------------------------------------------
     def entries(self) -> Iterator[Entry]:
         """Yields ``(start, results, None)`` chunks and ``(index, None, Failure)`` until every item is accounted for."""
+        with self.dispatcher.running():
+            yield from self._entries()
+
+    def _entries(self) -> Iterator[Entry]:
         source = self.batching.batches(self.iterable)
         exhausted = False
         ready: list[Entry] = []
-        buffer: dict[int, Entry] = {}
-        next_index = 0
+        order = Reorder() if self.ordered else None
         run = self.run
         window = self.max_in_flight * 2
         try:
@@ -293,27 +283,17 @@ class Engine:
                 # more reading than it needed.
                 if ready:
                     if self.progress.enabled:
-                        self.progress.update(sum(1 if e[1] is None else len(e[1]) for e in ready))
-                    if self.ordered:
-                        for e in ready:
-                            buffer[e[0]] = e
-                        ready.clear()
-                        while next_index in buffer:
-                            e = buffer.pop(next_index)
-                            yield e
-                            next_index += 1 if e[1] is None else len(e[1])
-                    else:
-                        out, ready = ready, []
-                        yield from out
+                        self.progress.update(sum(width(e) for e in ready))
+                    out, ready = ready, []
+                    yield from (order.release(out) if order is not None else out)
                 # `live` counts every batch submitted and not yet handled here, including answers that
                 # arrived but wait in the run's channel: that, not the core's count, bounds what is read.
-                while self.retries and self.retries[0][0] <= time.monotonic() and len(self.live) < self.max_in_flight:
-                    _, _, again = heapq.heappop(self.retries)
+                while len(self.live) < self.max_in_flight and (again := self.retries.pop_due()) is not None:
                     self._submit(again, ready)
                 # Ordered output waits for its oldest batch: count what is buffered behind it too, so one slow
                 # batch cannot make the host pull (and hold) the rest of the input.
                 while not exhausted and len(self.live) < self.max_in_flight and (
-                    not self.ordered or len(self.live) + len(buffer) < window
+                    order is None or len(self.live) + len(order) < window
                 ):
                     try:
                         indices, items = next(source)
@@ -326,16 +306,14 @@ class Engine:
                 if ready:
                     continue  # failures found while submitting (e.g. unpicklable items)
                 if exhausted and not self.live and not self.retries:
-                    if self.ordered and buffer:
-                        # Indices skipped by a strategy that reorders (none do) would land here.
-                        for i in sorted(buffer):
-                            yield buffer.pop(i)
+                    if order is not None:
+                        yield from order.rest()
                     break
-                wait = None
-                if self.retries:
-                    wait = max(0.0, self.retries[0][0] - time.monotonic())
-                if not self.live and wait is not None:
-                    time.sleep(wait)
+                # Block until something can happen: a completion, or (only when the window has room for it)
+                # the earliest retry falling due. A due retry behind a full window waits for a completion.
+                wait = self.retries.due_in() if len(self.live) < self.max_in_flight else None
+                if not self.live:
+                    time.sleep(wait or 0.0)
                     continue
                 c = run.next(wait)
                 if c is not None:
@@ -364,104 +342,7 @@ class Engine:
         )
 
 
-def _span(indices: Sequence[int]) -> str:
-    return str(indices[0]) if len(indices) == 1 else f"{indices[0]}..{indices[-1]}"
-
-
-def check_transferable(pool: Any, ref: tuple[str, Any], fn_name: str) -> None:
-    """A function sent by value carries bytecode: refuse it when the workers run another Python version."""
-    if ref[0] == "value" and not getattr(pool, "_by_value_ok", True):
-        host, workers = pool._versions
-        raise errors.SerializationError(
-            f"{fn_name} must travel by value (it is a lambda, a closure or defined in __main__), but the workers run "
-            f"Python {', '.join(workers)} and this host {host}: bytecode does not cross versions. Define it in a "
-            "module the workers can import and pass it (or its 'module:function' name)."
-        )
-
-
-def failure_of(c: Completion, what: str, pinned: bool = False) -> tuple[str, BaseException, str | None]:
-    """What a failed completion means: its Failure kind, the exception to raise or record, the remote traceback.
-
-    ``what`` names the work in messages ("batch 12 of mod:fn (64 items)"); ``pinned`` is set for sessions,
-    whose state dies with their worker, so a crash there is reported as ``SessionLost``.
-    """
-    batch_id, worker, pid, kind, data, exit_code, signal = c.batch, c.worker, c.pid, c.kind, c.data, c.exit_code, c.signal
-    where = f"worker {worker} (pid {pid})"
-    if kind == "err":
-        info = _error_info(data)
-        exc, tb = _rebuild(info, worker, pid, batch_id)
-        fkind = {"length": "length", "serialization": "serialization", "too_large": "serialization"}.get(
-            info.get("kind"), "error"
-        )
-        return fkind, exc, tb
-    if kind == "crashed":
-        cause = f"killed by {signal}" if signal else f"exited with code {exit_code}"
-        hint = {"SIGSEGV": " (a segmentation fault: a bug in C code or an extension)",
-                "SIGKILL": " (killed from outside, or by the kernel's out-of-memory killer)"}.get(signal or "", "")
-        crashed = errors.WorkerCrashed(f"{where} died while running {what}: {cause}{hint}; it has been replaced")
-        if not pinned:
-            return "crash", crashed, None
-        lost = errors.SessionLost(f"the session's {where} died ({cause}); its state is gone")
-        lost.__cause__ = crashed
-        return "crash", lost, None
-    if kind == "timeout":
-        return "timeout", errors.BatchTimeout(
-            f"{what} overran its {data:g} s timeout on {where}; the worker was killed and replaced"), None
-    if kind == "session_lost":
-        return "session_lost", errors.SessionLost(f"the session's {where} died before running {what}"), None
-    if kind == "protocol":
-        return "crash", errors.ProtocolError(
-            f"{where} broke the frame protocol while running {what}: {data}; it was killed and replaced"), None
-    return "aborted", errors.PoolClosed(f"{what} was not run: {data}"), None
-
-
-def single_result(c: Completion, fn_name: str, pinned: bool = False) -> Any:
-    """The value of a one-call batch's completion, or the exception it stands for, raised."""
-    if c.kind == "ok":
-        try:
-            return pickle.loads(c.data)
-        except Exception as exc:
-            raise errors.SerializationError(f"the result of {fn_name} cannot be unpickled in the host: {exc}") from exc
-    _kind, exc, _tb = failure_of(c, fn_name, pinned)
-    raise exc from exc.__cause__
-
-
 class _Raise(Exception):
     def __init__(self, exc: BaseException, failure: Failure) -> None:
         self.exc = exc
         self.failure = failure
-
-
-def _error_info(data: bytes) -> dict[str, Any]:
-    """A worker's error description; one that will not even unpickle still becomes a description."""
-    try:
-        return pickle.loads(data)
-    except Exception as exc:
-        return {"kind": "error", "exc": None, "type": "?", "message": str(exc), "traceback": None}
-
-
-def _rebuild(info: dict[str, Any], worker: int | None, pid: int | None, batch_id: int) -> tuple[BaseException, str | None]:
-    """The worker's exception as an object of its own type where it unpickles, else TaskError."""
-    tb = info.get("traceback")
-    exc: BaseException | None = None
-    raw = info.get("exc")
-    if raw is not None:
-        try:
-            exc = pickle.loads(raw)
-        except Exception:
-            exc = None
-    kind = info.get("kind")
-    where = f"worker {worker} (pid {pid}), batch {batch_id}"
-    if kind == "length":
-        exc = errors.BatchLengthError(f"{info.get('message')} (batch {batch_id}, {where})")
-    elif kind in ("serialization", "too_large"):
-        index = info.get("index")
-        which = f"result {index} of " if index is not None else "the result of "
-        exc = errors.SerializationError(f"{which}batch {batch_id} cannot be sent back from {where}: {info.get('message')}")
-    elif exc is None:
-        exc = errors.TaskError(f"{info.get('type')}: {info.get('message')} (raised in {where})")
-    if tb:
-        exc.__cause__ = errors.RemoteTraceback(f"{tb}(raised in {where})\n")
-    if hasattr(exc, "add_note"):
-        exc.add_note(f"raised in slither {where}")
-    return exc, tb

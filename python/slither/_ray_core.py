@@ -268,7 +268,7 @@ class RayCore:
         duration = time.monotonic() - p.started
         try:
             ok, payload, pid = ray.get(ref)
-        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
             self._dead(slot, p.generation)
             with self._lock:
                 orphan = ref in self._orphans
@@ -287,7 +287,9 @@ class RayCore:
             self._refresh_pid(slot)
             if p.pinned and not was_running:
                 return Completion(p.batch, p.tag, p.slot, p.pid, "session_lost", None, None, None, duration)
-            return Completion(p.batch, p.tag, p.slot, p.pid, "crashed", None, None, None, duration)
+            # Ray does not say how its actor process ended: the reason is Ray's, the exit status unknown.
+            why = f"Ray reports {type(exc).__name__}; its exit status is unknown"
+            return Completion(p.batch, p.tag, p.slot, p.pid, "crashed", why, None, None, duration)
         if pid != slot.pid:
             # Ray restarted the actor since we last looked: whatever state it held is gone.
             self._dead(slot, p.generation)
@@ -338,6 +340,11 @@ class RayCore:
             slot = min(self._slots, key=lambda s: (s.sessions, s.pending, s.index))
             slot.sessions += 1
             return slot.index, slot.generation
+
+    def record_failures(self, worker: int, generation: int, count: int) -> None:
+        slot = self._slots[worker]
+        if slot.generation == generation:
+            slot.failures += count
 
     def close_session(self, worker: int, generation: int) -> None:
         with self._lock:

@@ -12,8 +12,12 @@
     ├── SerializationError   an item, result or function would not pickle
     └── StoreError
 
-An exception raised by user code in a worker is re-raised as its own type where it unpickles, with the
-remote traceback as ``__cause__`` (a :class:`RemoteTraceback`).
+An exception raised by user code in a worker is re-raised as its own type where it unpickles (classes
+defined in ``__main__`` or a notebook travel by value), with the remote traceback as ``__cause__`` (a
+:class:`RemoteTraceback`). User code's ``BaseException``s that are not ``Exception``s (``SystemExit``,
+``KeyboardInterrupt``, ``GeneratorExit``) and ``StopIteration`` are that item's failure: they reach the host
+inside a :class:`TaskError` whose ``__cause__`` is the original (type, ``code``, remote traceback), never as
+themselves.
 """
 
 from __future__ import annotations
@@ -35,11 +39,17 @@ ConfigError = _slither.ConfigError
 
 
 class RemoteTraceback(Exception):
-    """Carries a worker's formatted traceback; set as ``__cause__`` of re-raised exceptions."""
+    """Carries a worker's formatted traceback; set as ``__cause__`` of re-raised exceptions.
 
-    def __init__(self, text: str) -> None:
+    ``type`` is the remote exception's qualified type name (``"builtins.SystemExit"``) and ``code`` its
+    ``SystemExit`` code, when known.
+    """
+
+    def __init__(self, text: str, type: str | None = None, code: int | str | None = None) -> None:
         super().__init__(text)
         self.text = text
+        self.type = type
+        self.code = code
 
     def __str__(self) -> str:
         return f'\n"""\n{self.text}"""'

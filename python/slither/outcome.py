@@ -15,8 +15,8 @@ class Failure:
     index: int
     """Position of the item in the input."""
     item: Any
-    batch: int
-    """Pool-wide id of the batch the item was in (the last attempt's)."""
+    batch: int | None
+    """Pool-wide id of the batch the item was in (the last attempt's); None if it never reached a worker."""
     worker: int | None
     pid: int | None
     kind: FailureKind
@@ -26,21 +26,34 @@ class Failure:
     exit_code: int | None = None
     signal: str | None = None
     attempts: int = 1
+    """How many times this item ran (each split of a crashed batch counts)."""
 
     def __str__(self) -> str:
-        where = f"worker {self.worker} (pid {self.pid})" if self.worker is not None else "the host"
-        return f"item {self.index} failed on {where} in batch {self.batch}, attempt {self.attempts}: {self.describe()}"
+        if self.worker is None:
+            where = "before reaching a worker" if self.batch is None else f"in batch {self.batch}"
+        else:
+            where = f"on worker {self.worker} (pid {self.pid}), batch {self.batch}"
+        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
+        return f"item {self.index} failed {where}{tries}: {self.describe()}"
 
     def describe(self) -> str:
+        """One line on why, without repeating where."""
         if self.kind == "crash":
-            cause = f"signal {self.signal}" if self.signal else f"exit code {self.exit_code}"
-            return f"the worker died ({cause})"
+            if self.signal:
+                return f"its worker was killed by {self.signal} while running it"
+            if self.exit_code is not None:
+                return f"its worker exited with code {self.exit_code} while running it"
+            return "its worker died while running it"
         if self.kind == "timeout":
-            return "the batch timed out; its worker was killed and replaced"
+            return "its batch timed out; the worker was killed and replaced"
         if self.kind == "session_lost":
             return "the session's worker died or was replaced"
         if self.exception is not None:
-            return f"{type(self.exception).__name__}: {self.exception}"
+            try:
+                text = str(self.exception).split("\n", 1)[0]
+            except Exception:
+                text = "<str() failed>"
+            return f"{type(self.exception).__name__}: {text}"
         return self.kind
 
 
@@ -87,9 +100,11 @@ class Reply:
 
 @dataclass(frozen=True)
 class Retry:
-    """Run failed batches again, up to ``attempts`` times in all, waiting ``backoff * 2**n`` seconds.
+    """Run failed items again, up to ``attempts`` times in all, waiting ``backoff * 2**n`` seconds.
 
-    A batch whose worker died is retried on a live worker. When attempts run out, ``then`` applies.
+    A batch of several items whose worker died (crash or timeout) is split in halves and both run again,
+    recursively, without counting toward ``attempts``: a poison item ends up alone and costs only itself.
+    Once an item fails alone, each run counts. When attempts run out, ``then`` applies.
     """
 
     attempts: int = 3

@@ -19,11 +19,13 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from slither import errors
-from slither._dispatch import Engine, check_transferable, single_result
+from slither._decode import single_result
+from slither._dispatch import Engine
+from slither._dispatcher import CallOptions, Dispatcher, check_timeout, collect
 from slither._functions import describe, function_ref
 from slither._native import _slither
 from slither._workerpath import worker_env
-from slither.batching import Batching, resolve_batching
+from slither.batching import Batching
 from slither.outcome import Outcome, Reply
 from slither.session import Session
 from slither.stats import PoolStats, WorkerInfo
@@ -154,11 +156,18 @@ class Pool:
             self.terminate()
 
     def close(self, timeout: float | None = None) -> None:
-        """Stops accepting work, lets every submitted batch finish, then stops the workers."""
+        """Stops accepting new calls, lets runs in flight finish and deliver, then stops the workers.
+
+        A ``map`` running in another thread returns all its results; an ``imap`` this thread has not finished
+        reading is not waited for. ``timeout`` bounds each wait (seconds; None: no bound).
+        """
         if self._closed:
             return
         self._closed = True
         try:
+            # Runs already going (a map in another thread) finish and deliver before the core stops
+            # accepting their batches.
+            self._dispatcher.wait_runs(timeout)
             if self._core.drain(timeout) and self._futures is not None:
                 # Answers that arrived are handed to their futures before the collector stops.
                 self._futures.settle(timeout)
@@ -210,143 +219,105 @@ class Pool:
         return bool(self._core.wait_ready(timeout))
 
     # -- dispatch -----------------------------------------------------------------------------
-    def _engine(
-        self,
-        fn: str | Callable[..., Any],
-        iterable: Iterable[Any],
-        *,
-        mode: str,
-        batch_size: int | None,
-        batching: Batching | None,
-        default_batch: int | None,
-        max_in_flight: int | None,
-        ordered: bool,
-        timeout: float | None,
-        on_error: Any,
-        progress: bool,
-        pin: tuple[int, int] | None = None,
-    ) -> Engine:
+    @property
+    def _dispatcher(self) -> Dispatcher:
+        """The dispatcher this pool shares with its sessions (made on first use)."""
+        d = self.__dict__.get("_dispatcher_obj")
+        if d is None:
+            with self._lock:
+                d = self.__dict__.get("_dispatcher_obj")
+                if d is None:
+                    # A weak reference: the dispatcher must not keep a forgotten pool (and its workers) alive.
+                    me = weakref.ref(self)
+                    d = Dispatcher(self._core, self._telemetry, lambda: getattr(me(), "_closed", True),
+                                   self._by_value_ok, self._versions)
+                    self.__dict__["_dispatcher_obj"] = d
+        return d
+
+    def _engine(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **options: Any) -> Engine:
+        """One dispatch's engine (the Pipe's worker stages drive it directly)."""
         self._check_open()
-        strategy = resolve_batching(batching, batch_size, default_batch)
-        return Engine(
-            self, fn, iterable, mode=mode, batching=strategy,
-            max_in_flight=max_in_flight if max_in_flight is not None else 2 * self.size,
-            ordered=ordered, timeout=timeout, on_error=on_error, pin=pin, progress=progress,
-        )
+        return self._dispatcher.engine(fn, iterable, **options)
 
     def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, batch_size: int | None = None,
              batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
-             timeout: float | None = None, on_error: Any = "raise", progress: bool = False,
-             _pin: tuple[int, int] | None = None) -> Iterator[Any]:
+             timeout: float | None = None, on_error: Any = "raise", progress: bool = False) -> Iterator[Any]:
         """Streams ``fn(item)`` for every item, in input order (or as completed with ``ordered=False``).
 
         Input is consumed lazily: at most ``max_in_flight`` batches (default ``2 × workers``) are
         outstanding. Under ``on_error="skip"`` failed items are left out (use :meth:`dispatch` to see them).
         """
-        engine = self._engine(fn, iterable, mode="item", batch_size=batch_size, batching=batching, default_batch=None,
-                              max_in_flight=max_in_flight, ordered=ordered, timeout=timeout, on_error=on_error,
-                              progress=progress, pin=_pin)
-        return _Results(engine)
+        return self._dispatcher.imap(fn, iterable, "item", None, batch_size=batch_size, batching=batching,
+                                     max_in_flight=max_in_flight, ordered=ordered, timeout=timeout,
+                                     on_error=on_error, progress=progress)
 
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
         """``fn(item)`` for every item, as a list in input order. Same options as :meth:`imap`."""
-        return _collect(self.imap(fn, iterable, **kwargs))
+        return collect(self.imap(fn, iterable, **kwargs))
 
     def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, batch_size: int | None = None,
                      batching: Batching | None = None, max_in_flight: int | None = None, ordered: bool = True,
-                     timeout: float | None = None, on_error: Any = "raise", progress: bool = False,
-                     _pin: tuple[int, int] | None = None) -> Iterator[Any]:
+                     timeout: float | None = None, on_error: Any = "raise", progress: bool = False) -> Iterator[Any]:
         """Calls ``fn(list_of_items) -> list`` once per batch and streams the per-item results.
 
         A batch function must return a list of the same length as its batch; anything else fails the
         batch with :class:`~slither.errors.BatchLengthError`.
         """
-        engine = self._engine(fn, iterable, mode="batch", batch_size=batch_size, batching=batching, default_batch=64,
-                              max_in_flight=max_in_flight, ordered=ordered, timeout=timeout, on_error=on_error,
-                              progress=progress, pin=_pin)
-        return _Results(engine)
+        return self._dispatcher.imap(fn, iterable, "batch", None, batch_size=batch_size, batching=batching,
+                                     max_in_flight=max_in_flight, ordered=ordered, timeout=timeout,
+                                     on_error=on_error, progress=progress)
 
     def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
         """``fn(batch)`` per batch, results flattened into one list in input order."""
-        return _collect(self.imap_batches(fn, iterable, **kwargs))
+        return collect(self.imap_batches(fn, iterable, **kwargs))
 
     def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], *, per: str = "item",
                  batch_size: int | None = None, batching: Batching | None = None, max_in_flight: int | None = None,
                  ordered: bool = True, timeout: float | None = None, on_error: Any = "skip",
-                 progress: bool = False, _pin: tuple[int, int] | None = None) -> Outcome:
+                 progress: bool = False) -> Outcome:
         """Runs the whole input and returns an :class:`~slither.Outcome`: every item's result or Failure.
 
         ``per="item"`` calls ``fn(item)``; ``per="batch"`` calls ``fn(batch) -> list``.
         """
-        if per not in ("item", "batch"):
-            raise errors.ConfigError(f"per must be 'item' or 'batch', got {per!r}")
-        engine = self._engine(fn, iterable, mode=per, batch_size=batch_size, batching=batching,
-                              default_batch=None if per == "item" else 64, max_in_flight=max_in_flight,
-                              ordered=ordered, timeout=timeout, on_error=on_error, progress=progress, pin=_pin)
-        results: list[Any] = []
-        indices: list[int] = []
-        failures = []
-        for start, values, failure in engine.entries():
-            if failure is None:
-                results.extend(values)
-                indices.extend(range(start, start + len(values)))
-            else:
-                failures.append(failure)
-        return Outcome(results=results, failures=failures, stats=engine.stats(), indices=indices)
+        return self._dispatcher.dispatch(fn, iterable, None, per=per, batch_size=batch_size, batching=batching,
+                                         max_in_flight=max_in_flight, ordered=ordered, timeout=timeout,
+                                         on_error=on_error, progress=progress)
 
     # -- single calls -------------------------------------------------------------------------
-    def call(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Runs ``fn(*args, **kwargs)`` once in a worker and returns its result."""
-        return self._call(fn, args, kwargs, None, None)
+    def call(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Runs ``fn(*args, **kwargs)`` once in a worker and returns its result.
 
-    def _call(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], pin: tuple[int, int] | None,
-              timeout: float | None) -> Any:
-        self._check_open()
-        ref = function_ref(fn)
-        check_transferable(self, ref, describe(fn))
-        try:
-            payload = pickle.dumps((ref, "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
-        except errors.SlitherError:
-            raise
-        except Exception as exc:
-            raise errors.SerializationError(f"the arguments of {describe(fn)} cannot be pickled: {exc}") from exc
-        run = self._core.new_run()
-        self._core.submit(run, 0, payload, 1, timeout, pin)
-        try:
-            c = run.next(None)
-        except BaseException:
-            self._core.cancel(run)
-            raise
-        return single_result(c, describe(fn), pinned=pin is not None)
+        Every argument goes to ``fn``; to bound the call, use ``pool.options(timeout=...).call(...)``.
+        Raises what ``fn`` raised (see :mod:`slither.errors` for how), :class:`~slither.errors.WorkerCrashed`
+        if its worker died, :class:`~slither.errors.SerializationError` naming an argument that will not pickle.
+        """
+        return self._dispatcher.call(fn, args, kwargs)
 
-    def submit(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+    def options(self, *, timeout: float | None = None) -> CallOptions:
+        """Single calls with options: ``pool.options(timeout=5).call(fn, x)`` or ``.submit(fn, x)``.
+
+        ``timeout`` (seconds, counted from the moment a worker starts the call) kills and replaces a worker
+        that overruns it; the call raises :class:`~slither.errors.BatchTimeout`. Raises ConfigError for a
+        timeout that is not a positive number.
+        """
+        return CallOptions(lambda fn, a, kw, t: self._dispatcher.call(fn, a, kw, timeout=t), self._submit, timeout)
+
+    def submit(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         """Like :meth:`call`, but returns a :class:`concurrent.futures.Future` at once."""
+        return self._submit(fn, args, kwargs, None)
+
+    def _submit(self, fn: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                timeout: float | None) -> concurrent.futures.Future[Any]:
         self._check_open()
-        check_transferable(self, function_ref(fn), describe(fn))
+        payload = self._dispatcher.call_payload(fn, args, kwargs)
         with self._lock:
             if self._futures is None:
                 self._futures = _FutureCollector(self)
-        return self._futures.submit(fn, args, kwargs)
+        return self._futures.submit(describe(fn), payload, check_timeout(timeout))
 
-    def broadcast(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> dict[int, Reply]:
+    def broadcast(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> dict[int, Reply]:
         """Calls ``fn(*args, **kwargs)`` exactly once on every live worker: ``{worker index: Reply}``."""
-        self._check_open()
-        targets = [(w.index, w.generation, w.pid) for w in self._core.workers() if w.state == "ready"]
-        ref = function_ref(fn)
-        check_transferable(self, ref, describe(fn))
-        payload = pickle.dumps((ref, "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
-        run = self._core.new_run()
-        for index, generation, _pid in targets:
-            self._core.submit(run, index, payload, 1, None, (index, generation))
-        replies: dict[int, Reply] = {}
-        try:
-            while len(replies) < len(targets):
-                c = run.next(None)
-                replies[c.tag] = Reply(worker=c.tag, pid=c.pid, value=single_result(c, describe(fn), pinned=True))
-        except BaseException:
-            self._core.cancel(run)
-            raise
-        return dict(sorted(replies.items()))
+        return self._dispatcher.broadcast(fn, args, kwargs)
 
     # -- sessions, introspection --------------------------------------------------------------
     def session(self, name: str | None = None, *, cleanup: str | Callable[..., Any] | None = None,
@@ -360,7 +331,7 @@ class Pool:
         """
         self._check_open()
         worker, generation = self._core.open_session(timeout)
-        return Session(self, name, worker, generation, cleanup)
+        return Session(self._dispatcher, name, worker, generation, cleanup)
 
     def stats(self) -> PoolStats:
         return self._core.stats()
@@ -378,60 +349,29 @@ class Pool:
         return f"<slither.Pool workers={self.size} {state}>"
 
 
-class _Results(Iterator[Any]):
-    """The iterator ``imap`` returns; ``map`` drains its chunks without touching items one by one."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._chunks = (values for _, values, failure in engine.entries() if failure is None)
-        self._current: Iterator[Any] = iter(())
-
-    def __iter__(self) -> _Results:
-        return self
-
-    def __next__(self) -> Any:
-        while True:
-            try:
-                return next(self._current)
-            except StopIteration:
-                self._current = iter(next(self._chunks))
-
-    def close(self) -> None:
-        self._chunks.close()
-
-
-def _collect(results: Iterator[Any]) -> list[Any]:
-    if isinstance(results, _Results):
-        out: list[Any] = list(results._current)
-        for chunk in results._chunks:
-            out.extend(chunk)
-        return out
-    return list(results)
-
-
 class _FutureCollector:
     """Backs ``Pool.submit``: one run in the core, one daemon thread resolving futures as calls finish."""
 
     def __init__(self, pool: Pool) -> None:
         self._core = pool._core
         self._run = self._core.new_run()
-        self._futures: dict[int, concurrent.futures.Future[Any]] = {}
+        self._futures: dict[int, tuple[concurrent.futures.Future[Any], str]] = {}
         self._lock = threading.Lock()
         self._tag = 0
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="slither-futures", daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> concurrent.futures.Future[Any]:
+    def submit(self, name: str, payload: bytes, timeout: float | None) -> concurrent.futures.Future[Any]:
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         # Running before it is submitted: the collector thread may resolve it as soon as it is.
         fut.set_running_or_notify_cancel()
-        payload = pickle.dumps((function_ref(fn), "call", [(args, kwargs)]), pickle.HIGHEST_PROTOCOL)
         with self._lock:
             self._tag += 1
             tag = self._tag
-            self._futures[tag] = fut
+            self._futures[tag] = (fut, name)
         try:
-            self._core.submit(self._run, tag, payload, 1, None, None)
+            self._core.submit(self._run, tag, payload, 1, timeout, None)
         except BaseException:
             with self._lock:
                 self._futures.pop(tag, None)
@@ -447,11 +387,12 @@ class _FutureCollector:
             if c is None:
                 continue
             with self._lock:
-                fut = self._futures.pop(c.tag, None)
-            if fut is None:
+                entry = self._futures.pop(c.tag, None)
+            if entry is None:
                 continue
+            fut, name = entry
             try:
-                fut.set_result(single_result(c, "the submitted call"))
+                fut.set_result(single_result(c, name))
             except BaseException as exc:  # every outcome resolves the future
                 fut.set_exception(exc)
 
@@ -464,7 +405,7 @@ class _FutureCollector:
     def stop(self) -> None:
         self._stopped.set()
         with self._lock:
-            pending = list(self._futures.values())
+            pending = [fut for fut, _name in self._futures.values()]
             self._futures.clear()
         for fut in pending:
             if not fut.done():

@@ -1,6 +1,8 @@
 """Sessions: strict affinity. Every call of a session runs on the one worker it was pinned to, so state
 kept in that worker's module globals is there on the next call. If the worker dies or is replaced, the
 session's next call raises :class:`~slither.errors.SessionLost` instead of running elsewhere.
+
+A session holds the pool's dispatcher (never the pool itself) and passes its pin on every dispatch.
 """
 
 from __future__ import annotations
@@ -9,22 +11,23 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from slither import errors
-from slither.outcome import Outcome
+from slither._dispatcher import CallOptions, collect
 
 if TYPE_CHECKING:
-    from slither.pool import Pool
+    from slither._dispatcher import Dispatcher
+    from slither.outcome import Outcome
 
 
 class Session:
-    def __init__(self, pool: Pool, name: str | None, worker: int, generation: int,
+    def __init__(self, dispatcher: Dispatcher, name: str | None, worker: int, generation: int,
                  cleanup: str | Callable[..., Any] | None) -> None:
-        self.pool = pool
+        self._dispatcher = dispatcher
         self.name = name
         self.worker = worker
         self.generation = generation
         self._cleanup = cleanup
         self._closed = False
-        self.pid = next((w.pid for w in pool.workers_info() if w.index == worker), 0)
+        self.pid = next((w.pid for w in dispatcher.core.workers() if w.index == worker), 0)
 
     @property
     def _pin(self) -> tuple[int, int]:
@@ -35,36 +38,51 @@ class Session:
     @property
     def alive(self) -> bool:
         """Whether the worker this session is pinned to is still the same process."""
-        return self.pool._core.session_alive(self.worker, self.generation)
+        return bool(self._dispatcher.core.session_alive(self.worker, self.generation))
 
-    def call(self, fn: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return self.pool._call(fn, args, kwargs, self._pin, None)
+    def call(self, fn: str | Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Runs ``fn(*args, **kwargs)`` on the session's worker; every argument goes to ``fn``."""
+        return self._dispatcher.call(fn, args, kwargs, pin=self._pin)
+
+    def options(self, *, timeout: float | None = None) -> CallOptions:
+        """The session's calls with options: ``session.options(timeout=5).call(fn, x)``.
+
+        A call that overruns ``timeout`` seconds kills the session's worker (its state is lost: the next
+        call raises :class:`~slither.errors.SessionLost`) and raises :class:`~slither.errors.BatchTimeout`.
+        """
+        return CallOptions(lambda fn, a, kw, t: self._dispatcher.call(fn, a, kw, pin=self._pin, timeout=t), None,
+                           timeout)
 
     def map(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
-        return self.pool.map(fn, iterable, _pin=self._pin, **kwargs)
+        return collect(self.imap(fn, iterable, **kwargs))
 
     def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> Iterator[Any]:
-        return self.pool.imap(fn, iterable, _pin=self._pin, **kwargs)
+        return self._dispatcher.imap(fn, iterable, "item", self._pin, **kwargs)
 
     def map_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> list[Any]:
-        return self.pool.map_batches(fn, iterable, _pin=self._pin, **kwargs)
+        return collect(self.imap_batches(fn, iterable, **kwargs))
 
     def imap_batches(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> Iterator[Any]:
-        return self.pool.imap_batches(fn, iterable, _pin=self._pin, **kwargs)
+        return self._dispatcher.imap(fn, iterable, "batch", self._pin, **kwargs)
 
     def dispatch(self, fn: str | Callable[..., Any], iterable: Iterable[Any], **kwargs: Any) -> Outcome:
-        return self.pool.dispatch(fn, iterable, _pin=self._pin, **kwargs)
+        return self._dispatcher.dispatch(fn, iterable, self._pin, **kwargs)
 
     def close(self) -> None:
         """Runs ``cleanup`` on the worker (if it is still alive) and releases the pin."""
         if self._closed:
             return
         try:
-            if self._cleanup is not None and self.alive and not self.pool.closed:
-                self.pool._call(self._cleanup, (), {}, (self.worker, self.generation), None)
+            if self._cleanup is not None and self.alive:
+                try:
+                    self._dispatcher.check_open()
+                except errors.PoolClosed:
+                    pass
+                else:
+                    self._dispatcher.call(self._cleanup, (), {}, pin=(self.worker, self.generation))
         finally:
             self._closed = True
-            self.pool._core.close_session(self.worker, self.generation)
+            self._dispatcher.core.close_session(self.worker, self.generation)
 
     def __enter__(self) -> Session:
         return self

@@ -2,17 +2,27 @@
 
 ``execute(body)`` takes one pickled task ``(fn_ref, mode, data)`` and returns ``(ok, pickled reply)``:
 
-- ``"item"``: ``fn(x)`` per item; a per-item exception is recorded for that item, the others go on;
+- ``"item"``: ``fn(x)`` per item; whatever one item raises (any ``BaseException``: ``StopIteration``,
+  ``SystemExit``, ``KeyboardInterrupt`` included) is recorded for that item, and the others go on;
 - ``"batch"``: ``fn(items)`` once; the result must be a list of the same length;
 - ``"call"``: ``fn(*args, **kwargs)`` once.
 
-An exception travels as a description (the object if it pickles, its type, message and traceback).
+A reply is the results, or ``(results, {position: error description})`` when some items failed (raised,
+or returned a value that will not pickle). A whole task fails with one description whose ``kind`` says
+why: ``"payload"`` (the items would not unpickle here), ``"resolve"`` (the function cannot be found),
+``"error"``, ``"length"``, ``"serialization"``, ``"too_large"``.
+
+An exception travels as a description: the object itself where it pickles (by value, with cloudpickle,
+when its class cannot be imported by name, e.g. one defined in the host's ``__main__``), its type,
+message, ``SystemExit`` code and formatted traceback. Describing never fails: a ``__str__`` that raises
+is reported, not propagated.
 """
 
 from __future__ import annotations
 
 import pickle
 import traceback
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from slither._worker.functions import resolve
@@ -21,31 +31,22 @@ PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
 def execute(body: bytes, max_result_bytes: int = 1 << 30) -> tuple[bool, bytes]:
-    """Runs one pickled task; returns (True, pickled results) or (False, pickled error description).
+    """Runs one pickled task; returns (True, pickled reply) or (False, pickled error description).
 
     Shared by the worker loop and by other backends' workers (e.g. Ray actors), so a task means the same
     thing wherever it runs.
     """
     try:
         fn_ref, mode, data = pickle.loads(body)
+    except BaseException as exc:
+        return _error("payload", exc)
+    try:
         fn = resolve(fn_ref)
     except BaseException as exc:
-        return _error("setup", exc)
+        return _error("resolve", exc)
     if mode == "item":
-        results: list[Any] = []
-        errors: dict[int, dict[str, Any]] = {}
-        items = iter(data)
-        # list.extend(map(...)) runs at C speed and keeps what it appended when fn raises; the failing
-        # item is already consumed, so the loop resumes with the next one.
-        while len(results) < len(data):
-            try:
-                results.extend(map(fn, items))
-            except BaseException as exc:  # SystemExit from user code is an error of that item too
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-                errors[len(results)] = _describe(exc)
-                results.append(None)
-        return _ok((results, errors) if errors else results, max_result_bytes)
+        results, errors = run_items(fn, data)
+        return _reply(results, errors, max_result_bytes)
     try:
         if mode == "batch":
             out = fn(data)
@@ -60,28 +61,105 @@ def execute(body: bytes, max_result_bytes: int = 1 << 30) -> tuple[bool, bytes]:
         else:
             ((args, kwargs),) = data
             out = fn(*args, **kwargs)
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            raise
+    except BaseException as exc:  # user code's SystemExit, KeyboardInterrupt... are its failure, not ours
         return _error("length" if isinstance(exc, _LengthError) else "error", exc)
-    return _ok(out, max_result_bytes)
+    if mode == "batch":
+        return _reply(out, {}, max_result_bytes)
+    return _single(out, max_result_bytes)
 
 
-def _ok(value: Any, max_result_bytes: int) -> tuple[bool, bytes]:
-    try:
-        payload = pickle.dumps(value, PROTOCOL)
-    except BaseException as exc:
-        return _error("serialization", exc, index=_first_unpicklable(value))
+def run_items(fn: Callable[[Any], Any], data: list[Any]) -> tuple[list[Any], dict[int, dict[str, Any]]]:
+    """``fn(x)`` for every item: results by position, and a description for each item that raised."""
+    results: list[Any] = []
+    errors: dict[int, dict[str, Any]] = {}
+    items = iter(data)
+    # A generator, not map(): list.extend would take a StopIteration raised by fn for the end of the input,
+    # where a generator turns it into a RuntimeError (PEP 479) that names it. The failing item is already
+    # consumed, so the next round resumes with the item after it.
+    while len(results) < len(data):
+        try:
+            results.extend(_each(fn, items))
+        except BaseException as exc:
+            errors[len(results)] = describe(_unwrap_stop(exc))
+            results.append(None)
+    return results, errors
+
+
+def _each(fn: Callable[[Any], Any], items: Iterator[Any]) -> Iterator[Any]:
+    for x in items:
+        yield fn(x)
+
+
+def _unwrap_stop(exc: BaseException) -> BaseException:
+    """The user's StopIteration behind the RuntimeError that ``_each`` made of it; any other exception as is."""
+    cause = exc.__cause__
+    tb = cause.__traceback__ if isinstance(exc, RuntimeError) and isinstance(cause, StopIteration) else None
+    if tb is not None and tb.tb_frame.f_code is _each.__code__:
+        cause.__traceback__ = tb.tb_next
+        return cause  # type: ignore[return-value]
+    return exc
+
+
+def _reply(results: list[Any], errors: dict[int, dict[str, Any]], max_result_bytes: int) -> tuple[bool, bytes]:
+    """Results (and per-item errors) pickled; a result that will not pickle fails only its own item."""
+    payload = _dumps((results, errors) if errors else results)
+    if payload is None:
+        for i, value in enumerate(results):
+            if i not in errors and _dumps(value) is None:
+                errors[i] = _unpicklable(value)
+                results[i] = None
+        payload = _dumps((results, errors) if errors else results)
+        if payload is None:
+            return _error("serialization", TypeError("the results cannot be pickled"))
+    return _sized(payload, max_result_bytes)
+
+
+def _single(value: Any, max_result_bytes: int) -> tuple[bool, bytes]:
+    payload = _dumps(value)
+    if payload is None:
+        info = _unpicklable(value)
+        info["kind"] = "serialization"
+        return False, pickle.dumps(info, PROTOCOL)
+    return _sized(payload, max_result_bytes)
+
+
+def _sized(payload: bytes, max_result_bytes: int) -> tuple[bool, bytes]:
     if len(payload) > max_result_bytes:
         msg = f"result of {len(payload):,} bytes exceeds max_result_bytes={max_result_bytes:,}"
         return _error("too_large", ValueError(msg))
     return True, payload
 
 
-def _error(kind: str, exc: BaseException, index: int | None = None) -> tuple[bool, bytes]:
-    info = _describe(exc)
+def _dumps(value: Any) -> bytes | None:
+    """Pickled by reference where possible, else by value (classes the worker got by value, e.g. from
+    the host's ``__main__``, are not importable by name here); None if neither works."""
+    try:
+        return pickle.dumps(value, PROTOCOL)
+    except BaseException:
+        pass
+    try:
+        import cloudpickle
+
+        return cloudpickle.dumps(value, protocol=PROTOCOL)
+    except BaseException:
+        return None
+
+
+def _unpicklable(value: Any) -> dict[str, Any]:
+    why = "it cannot be pickled"
+    try:
+        import cloudpickle
+
+        cloudpickle.dumps(value, protocol=PROTOCOL)
+    except BaseException as exc:
+        why = f"{type(exc).__name__}: {_safe_str(exc)}"
+    return {"kind": "serialization", "exc": None, "type": _type_name(value), "message": why, "traceback": None,
+            "base": False, "code": None}
+
+
+def _error(kind: str, exc: BaseException) -> tuple[bool, bytes]:
+    info = describe(exc)
     info["kind"] = kind
-    info["index"] = index
     return False, pickle.dumps(info, PROTOCOL)
 
 
@@ -93,34 +171,86 @@ def _name(fn: Any) -> str:
     return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def _describe(exc: BaseException) -> dict[str, Any]:
-    """An exception as data: the object (if it pickles), its type and message, and the formatted traceback."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    exc.__traceback__ = None
-    # Pickled on its own, so that the host can still read type, message and traceback when the
-    # exception's class does not exist there.
+def describe(exc: BaseException) -> dict[str, Any]:
+    """An exception as data: the object (if it pickles), its type, message, exit code and traceback.
+
+    Never raises: a broken ``__str__`` or traceback is described rather than propagated.
+    """
     try:
-        carried: bytes | None = pickle.dumps(exc, PROTOCOL)
-        pickle.loads(carried)
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     except BaseException:
-        carried = None
+        tb = f"{_type_name(exc)} (its traceback could not be formatted)\n"
+    try:
+        exc.__traceback__ = None
+    except BaseException:
+        pass
+    code = getattr(exc, "code", None) if isinstance(exc, SystemExit) else None
     return {
         "kind": "error",
-        "exc": carried,
-        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": str(exc),
+        "exc": _carry(exc),
+        "type": _type_name(exc),
+        "message": _safe_str(exc),
         "traceback": tb,
+        # Not an Exception (SystemExit, KeyboardInterrupt, GeneratorExit...) or one with a meaning to the
+        # host's control flow (StopIteration): the host reports it inside a TaskError, never as itself.
+        "base": not isinstance(exc, Exception) or isinstance(exc, (StopIteration, StopAsyncIteration)),
+        "code": code if code is None or isinstance(code, (int, str)) else _safe_str(code),
     }
 
 
-def _first_unpicklable(value: Any) -> int | None:
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
-        value = value[0]
-    if not isinstance(value, list):
-        return None
-    for i, v in enumerate(value):
+def _carry(exc: BaseException) -> bytes | None:
+    """The exception pickled so that it unpickles: by reference, by value, or rebuilt from its state."""
+    attempts: list[Callable[[], bytes]] = [lambda: pickle.dumps(exc, PROTOCOL)]
+    try:
+        import cloudpickle
+    except ImportError:
+        pass
+    else:
+        attempts.append(lambda: cloudpickle.dumps(exc, protocol=PROTOCOL))
+        # An __init__ that takes other arguments than it passes to Exception.__init__ breaks the default
+        # reduction; rebuilding from args and __dict__ skips __init__.
+        attempts.append(lambda: cloudpickle.dumps(_Rebuild(exc), protocol=PROTOCOL))
+    for dump in attempts:
         try:
-            pickle.dumps(v, PROTOCOL)
+            raw = dump()
+            pickle.loads(raw)
+            return raw
         except BaseException:
-            return i
+            continue
     return None
+
+
+class _Rebuild:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        e = self.exc
+        return rebuild_exception, (type(e), tuple(e.args), dict(getattr(e, "__dict__", {})))
+
+
+def rebuild_exception(cls: type[BaseException], args: Iterable[Any], state: dict[str, Any]) -> BaseException:
+    """An exception of ``cls`` with ``args`` and attributes ``state``, without calling its ``__init__``."""
+    args = tuple(args)
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    if state:
+        exc.__dict__.update(state)
+    return exc
+
+
+def _type_name(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', '?')}"
+
+
+def _safe_str(obj: Any) -> str:
+    try:
+        return str(obj)
+    except BaseException as exc:
+        try:
+            return f"<str() of {_type_name(obj)} raised {_type_name(exc)}>"
+        except BaseException:
+            return "<unprintable>"

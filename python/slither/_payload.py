@@ -1,0 +1,67 @@
+"""Pickling work for the workers: ``(fn_ref, mode, data)`` as one payload.
+
+Plain pickle first (fast, by reference). A class or function defined in the host's ``__main__`` (a script
+or a notebook) pickles by reference there but cannot be found by name in a worker, so a payload that
+mentions ``__main__`` beyond what its function reference already does is pickled again with cloudpickle,
+which sends such objects by value. The check is one substring count over the pickled bytes.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import cloudpickle
+
+from slither import errors
+from slither._decode import safe_str
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+_MAIN = b"__main__"
+
+
+def ref_mentions(ref: tuple[str, Any]) -> int:
+    """How often a function reference's own pickle mentions ``__main__`` (a by-value function does)."""
+    return pickle.dumps(ref, PROTOCOL).count(_MAIN)
+
+
+def dumps(task: tuple[Any, ...], ref_hits: int = 0) -> bytes:
+    """``task`` pickled so that a worker can load it; raises what pickling raised if nothing works."""
+    try:
+        payload = pickle.dumps(task, PROTOCOL)
+    except Exception:
+        # Lambdas and local classes among the data: only cloudpickle can send them.
+        return cloudpickle.dumps(task, protocol=PROTOCOL)
+    if payload.count(_MAIN) > ref_hits:
+        return cloudpickle.dumps(task, protocol=PROTOCOL)
+    return payload
+
+
+def call_payload(ref: tuple[str, Any], fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 ref_hits: int = 0) -> bytes:
+    """A single call's payload; raises SerializationError naming the argument that will not pickle."""
+    try:
+        return dumps((ref, "call", [(args, kwargs)]), ref_hits)
+    except Exception as exc:
+        raise errors.SerializationError(
+            f"{_culprit(args, kwargs)} of {fn_name} cannot be pickled: {type(exc).__name__}: {safe_str(exc)}"
+        ) from exc
+
+
+def picklable(value: Any) -> Exception | None:
+    """None if ``value`` can be sent to a worker, else the exception that says why not."""
+    try:
+        dumps((value,))
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _culprit(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    for i, value in enumerate(args):
+        if picklable(value) is not None:
+            return f"argument {i} ({type(value).__module__}.{type(value).__qualname__})"
+    for key, value in kwargs.items():
+        if picklable(value) is not None:
+            return f"keyword argument {key!r} ({type(value).__module__}.{type(value).__qualname__})"
+    return "the arguments"
