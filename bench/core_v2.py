@@ -111,8 +111,19 @@ def run(v1_python: str | None, rounds: int, quick: bool, log=print) -> dict:
     errors += [f"scale {n} {name}: {v['error']}" for name in scale for n, v in scale[name].items() if "error" in v]
     errors += [f"floors round {i + 1}: {f['error']}" for i, f in enumerate(floors) if "error" in f]
     return {"machine": machine(), "rounds": rounds, "quick": quick, "engines": [e[0] for e in engines],
+            "echo_batch_bytes": echo_batch_bytes(),
             "engine_info": {name: _get(raw[name][0], ("loop", "engine")) for name in raw},
             "summary": summary, "floors": fl, "scale": scale, "errors": errors, "raw": raw, "raw_floors": floors}
+
+
+def echo_batch_bytes() -> dict:
+    """What a batch of 8 echo payloads pickles to: the landed benchmark's list (one object 8 times) vs distinct ones."""
+    import pickle
+
+    same = [b"x" * 100_000] * 8
+    distinct = [bytes([i]) * 100_000 for i in range(8)]
+    return {"one_object_8_times": len(pickle.dumps(("echo", "item", same), 5)),
+            "distinct": len(pickle.dumps(("echo", "item", distinct), 5))}
 
 
 def machine() -> dict:
@@ -210,7 +221,8 @@ def markdown(r: dict) -> str:
         f"{m.get('load_after', 0):.2f} after{' (QUICK run: small sizes, numbers mean little)' if r['quick'] else ''}.",
         "All engines have 2 workers; v2, v1 and multiprocessing.Pool are measured in the same run, each in a fresh",
         f"process, interleaved over {r['rounds']} rounds. Each cell is the median over the rounds; the range",
-        "after it (min–max over the rounds) is the run's noise.",
+        "after it (min–max over the rounds) is the run's noise; a verdict's noise is (max − min)/median of the",
+        "noisier of the two engines compared.",
         "",
         "| measurement | " + " | ".join(label[n] for n in names) + " |",
         "|---|" + "---|" * len(names),
@@ -228,6 +240,13 @@ def markdown(r: dict) -> str:
         "Every short result arrived while the long call was still running: "
         + "; ".join(f"{label[n]}: {sum(1 for x in hol[n] if x)} of {len(hol[n])} rounds" for n in names) + ".",
     ]
+    mp_raw = r["raw"].get("mp", [])
+    killed = sum(_get(g, ("replace", "kills")) or 0 for g in mp_raw if "error" not in g.get("replace", {}))
+    wedged = sum(_get(g, ("replace", "wedged_after_kill")) or 0 for g in mp_raw)
+    if killed:
+        lines.append(f"multiprocessing.Pool ran no further task after {wedged} of its {killed} replacements: an idle "
+                     "worker waits for tasks holding the task queue's lock, and a SIGKILL there takes the lock with "
+                     "it (its `terminate()` then waits for ever too). slither's pools ran a call after every one.")
     if bare:
         lines.append(f"A bare `python -c pass` start took {bare['median'] * 1000:.0f} ms "
                      f"({bare['min'] * 1000:.0f}–{bare['max'] * 1000:.0f}).")
@@ -240,6 +259,20 @@ def markdown(r: dict) -> str:
             f"p99 {_fmt(fl['call_p99_us']['median'])} µs; one item per round trip "
             f"{_fmt(fl['one_items_per_s']['median'])} items/s (no pipelining, one process); the 100 KB echo, 8 per round "
             f"trip, {_fmt(fl['echo_mb_per_s']['median'])} MB/s.",
+        ]
+    eb = r.get("echo_batch_bytes")
+    v2e, fle = s.get("v2", {}).get("echo_mb_per_s"), fl.get("echo_mb_per_s")
+    if eb and v2e and fle:
+        lines += [
+            "",
+            "**The 100 KB echo, corrected.** The landed table's figure (slither 4,438 MB/s, ten times a 448 MB/s floor)",
+            "mapped `[b\"x\" * 100_000] * n`, one object n times. pickle writes an object once per dump and refers",
+            f"back to it afterwards, so a batch of 8 pickled to {eb['one_object_8_times']:,} bytes instead of "
+            f"{eb['distinct']:,} (measured in this run), and the figure counted eight times the bytes that moved; its",
+            "floor meanwhile sent one payload per round trip, not a batch of 8. Both were wrong. Now every engine and",
+            f"the floor echo distinct objects, 8 per round trip: v2 {_fmt(v2e['median'])} MB/s against the floor's "
+            f"{_fmt(fle['median'])} MB/s ({v2e['median'] / fle['median']:.2f}×; the floor is one process on one pipe,",
+            "the pools have 2 workers).",
         ]
     lines += ["", "### Host threads and memory with idle workers (one sample each)", "",
               "| workers | " + " | ".join(f"{label[n]}: host threads / host RSS MB / workers' PSS MB" for n in names) + " |",
@@ -270,8 +303,8 @@ def markdown(r: dict) -> str:
         "waits 0.25 s, submits 20 `ident` calls and times the last one's result; the echo maps 1,000 distinct",
         "100 KB `bytes` objects, 8 per batch; cold start is the pool's constructor until every worker is ready",
         "(multiprocessing: until each worker's initializer ran, since its constructor does not wait); replacement",
-        "SIGKILLs worker 0 of an idle pool 20 times and polls until the new one is ready (multiprocessing: until",
-        "its initializer ran). Threads and RSS are read from `/proc` after a map, a call and a submit; the workers'",
+        "SIGKILLs worker 0 of an idle pool 20 times and polls until the new one is ready, then runs a call",
+        "(multiprocessing: 6 fresh pools per round, one kill each, until the replacement's initializer ran). Threads and RSS are read from `/proc` after a map, a call and a submit; the workers'",
         "PSS is summed over every descendant process (for slither, including its reaper).",
         "",
         "Reproduce: `bench/v1_venv.sh /tmp/v1` builds the landed v1 into a venv, then",

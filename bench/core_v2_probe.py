@@ -102,6 +102,29 @@ class Mp:
         self.p.join()
 
 
+# A collected Pool runs terminate() from its finalizer, which would wait for ever on the dead worker's lock: the
+# abandoned ones stay referenced until the probe leaves with os._exit.
+_ABANDONED: list = []
+
+
+def _alarm(signum, frame):
+    raise TimeoutError("no progress in 30 s")
+
+
+def abandon(pool) -> None:
+    """Stops a multiprocessing.Pool without terminate() (which can wait for ever on a dead worker's lock)."""
+    from multiprocessing.pool import TERMINATE
+
+    pool._worker_handler._state = TERMINATE  # no more replacements
+    for proc in pool._pool:
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for proc in list(pool._pool):
+        proc.join(5)
+
+
 def _field(obj, name):
     """v1's workers_info gives dicts, v2's frozen objects."""
     return obj[name] if isinstance(obj, dict) else getattr(obj, name)
@@ -241,6 +264,8 @@ def part_replace(kind: str, quick: bool) -> dict:
         engine = Slither(2)
         try:
             for _ in range(kills):
+                engine.call(workloads.ident, 0)
+                time.sleep(0.05)
                 w = engine.p.workers_info()[0]
                 gen = _field(w, "generation")
                 t0 = time.perf_counter()
@@ -251,23 +276,45 @@ def part_replace(kind: str, quick: bool) -> dict:
                         break
                     time.sleep(0.0002)
                 times.append(time.perf_counter() - t0)
+            engine.call(workloads.ident, 0)  # and it still runs work
         finally:
             engine.close()
     else:
-        q = multiprocessing.get_context("spawn").SimpleQueue()
-        engine = Mp(2, initializer=_announce, initargs=(q,))
-        try:
-            for _ in range(2):
-                q.get()
-            for _ in range(kills):
-                victim = engine.pids()[0]
+        # An idle multiprocessing.Pool worker waits for tasks holding the task queue's lock; SIGKILLed there, it
+        # takes the lock with it and the pool never hands out another task (and terminate() waits for ever).
+        # So: a fresh pool per kill, a check that it still runs a task, and the processes killed by hand.
+        kills = 3 if quick else 6
+        wedged = hung = 0
+        ctx = multiprocessing.get_context("spawn")
+        signal.signal(signal.SIGALRM, _alarm)
+        for _ in range(kills):
+            q = ctx.SimpleQueue()
+            engine = Mp(2, initializer=_announce, initargs=(q,))
+            _ABANDONED.append(engine)
+            signal.alarm(30)
+            try:
+                for _ in range(2):
+                    q.get()
+                engine.call(workloads.ident, 0)
+                time.sleep(0.1)
                 t0 = time.perf_counter()
-                os.kill(victim, signal.SIGKILL)
-                q.get()  # the replacement's initializer ran: it takes tasks from now on
+                os.kill(engine.pids()[0], signal.SIGKILL)
+                q.get()  # the replacement's initializer ran
                 times.append(time.perf_counter() - t0)
-                time.sleep(0.05)
-        finally:
-            engine.close()
+                try:
+                    engine.submit(workloads.ident, 1).get(2)
+                except multiprocessing.TimeoutError:
+                    wedged += 1
+            except TimeoutError:
+                hung += 1
+            finally:
+                signal.alarm(0)
+                abandon(engine.p)
+        if not times:
+            return {"error": f"every one of {kills} tries hung"}
+        ms = sorted(t * 1000 for t in times)
+        return {"kills": kills, "median_ms": statistics.median(ms), "p90_ms": ms[int(len(ms) * 0.9)],
+                "wedged_after_kill": wedged, "hung": hung}
     ms = sorted(t * 1000 for t in times)
     return {"kills": kills, "median_ms": statistics.median(ms), "p90_ms": ms[int(len(ms) * 0.9)]}
 
@@ -361,6 +408,8 @@ def main() -> int:
     else:
         raise SystemExit(f"unknown part {a.part!r}")
     print("RESULT " + json.dumps(out), flush=True)
+    if a.engine == "mp" and a.part == "replace":
+        os._exit(0)  # multiprocessing's exit handlers would terminate() the abandoned pools, and wait for ever
     return 0
 
 
