@@ -242,6 +242,7 @@ def render(r: dict) -> str:
         "```bash",
         "pip install nox && nox -s bench        # builds slither in release mode, installs loky, mpire, Pebble",
         "python bench/run.py --quick             # a fast smoke run (numbers not meaningful)",
+        "bench/v1_venv.sh /tmp/v1 && python bench/core_v2.py --v1-python /tmp/v1/bin/python   # v2 against the landed v1",
         "```",
         "",
         "Each engine gets the same worker count; (a) sweeps chunk sizes per engine and keeps its best; (b) times",
