@@ -68,6 +68,7 @@ def summarize(values: list[float]) -> dict:
 
 
 def run(v1_python: str | None, rounds: int, quick: bool, log=print) -> dict:
+    started = machine()
     engines = [("v2", sys.executable, "slither"), ("mp", sys.executable, "mp")]
     if v1_python:
         engines.insert(1, ("v1", v1_python, "slither"))
@@ -110,7 +111,7 @@ def run(v1_python: str | None, rounds: int, quick: bool, log=print) -> dict:
               for part in g if "error" in g[part]]
     errors += [f"scale {n} {name}: {v['error']}" for name in scale for n, v in scale[name].items() if "error" in v]
     errors += [f"floors round {i + 1}: {f['error']}" for i, f in enumerate(floors) if "error" in f]
-    return {"machine": machine(), "rounds": rounds, "quick": quick, "engines": [e[0] for e in engines],
+    return {"machine": started, "rounds": rounds, "quick": quick, "engines": [e[0] for e in engines],
             "echo_batch_bytes": echo_batch_bytes(),
             "engine_info": {name: _get(raw[name][0], ("loop", "engine")) for name in raw},
             "summary": summary, "floors": fl, "scale": scale, "errors": errors, "raw": raw, "raw_floors": floors}
