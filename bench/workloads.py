@@ -36,3 +36,16 @@ def spin_batch(items):
             acc += i ^ x
         out.append(x + 1)
     return out
+
+
+def sleep(seconds):
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def pid(_=None):
+    import os
+
+    return os.getpid()
