@@ -29,7 +29,7 @@ use crate::protocol::{self, check_header, decode_header, Header, HEADER_LEN};
 /// The last lines a worker wrote to stderr, for the message when it fails to start.
 pub(crate) type Tail = Arc<Mutex<VecDeque<String>>>;
 const TAIL_LINES: usize = 12;
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 64 * 1024;
 
 /// Registers an owned descriptor with the runtime.
 fn watch<T: AsRawFd>(inner: T, interest: Interest) -> Option<AsyncFd<T>> {
@@ -342,7 +342,7 @@ async fn forward(fd: OwnedFd, index: usize, pid: u32, tail: Option<Tail>) {
     };
     let prefix = format!("[w{index} pid {pid}] ");
     let mut pending: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 8 * 1024];
     let emit = |line: &[u8]| {
         use std::io::Write;
         let mut err = std::io::stderr().lock();
