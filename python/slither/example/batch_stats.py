@@ -65,7 +65,9 @@ def crash_lines(paths: list[str], verbose: bool) -> list[str]:
         worker, pid = (m.group(1), m.group(2)) if m else ("?", "?")
         fault = re.search(r"Fatal Python error: ([^\n]+)", dump)
         what = fault.group(1).strip() if fault else "fatal error"
-        frames = [f for f in _FRAME.findall(dump) if not f[0].startswith(_STDLIB)]
+        # The thread that faulted ("Current thread ..."), not the worker's reader thread listed beside it.
+        current = re.search(r"Current thread [^\n]*\n(.*?)(?:\n\n|\nThread |\Z)", dump, re.S)
+        frames = [f for f in _FRAME.findall(current.group(1) if current else dump) if not f[0].startswith(_STDLIB)]
         where = f" in {frames[0][2]} ({os.path.basename(frames[0][0])}:{frames[0][1]})" if frames else ""
         out.append(f"    crash: worker {worker}, pid {pid}: {_FAULTS.get(what, what)}{where}")
         if verbose:
