@@ -37,3 +37,17 @@ def started_nap(arg):
     """``arg`` is ``(path, seconds)``: records this worker's pid in ``path`` when it starts, then sleeps."""
     path, seconds = arg
     return nap_and_touch(path, seconds)
+
+
+def nap_then_touch(seconds, path):
+    """Sleeps, then records that it finished by creating ``path``; returns ``seconds``."""
+    time.sleep(seconds)
+    with open(path, "a"):
+        pass
+    return seconds
+
+
+def fail_on(x, bad):
+    if x == bad:
+        raise KeyError(x)
+    return x

@@ -13,7 +13,7 @@ import time
 
 import pytest
 import slither
-from _dropin_helpers import add, nap, nap_pid, touch
+from _dropin_helpers import add, fail_on, nap, nap_pid, nap_then_touch, touch
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -190,9 +190,93 @@ PPE_PROGRAM = """
 
     if __name__ == "__main__":
         if sys.argv[1] == "slither":
-            from slither import Pool as ProcessPoolExecutor  # the only line that changes
+            from slither import ProcessPoolExecutor  # the only line that changes
         main(ProcessPoolExecutor)
 """
+
+
+LAZY_MAP_PROGRAM = """
+    import sys
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    def slow(x):
+        time.sleep(x)
+        return x
+
+    def fails_on_3(x):
+        if x == 3:
+            raise KeyError(x)
+        return x
+
+    def main(Executor):
+        with Executor(max_workers=2) as ex:
+            results = ex.map(slow, [0.01, 3.0], timeout=0.5)  # nothing is raised here...
+            print(type(results).__name__ != "list")
+            try:
+                for r in results:
+                    print("got", r)
+            except TimeoutError:                             # ...but from __next__
+                print("timed out")
+            it = ex.map(fails_on_3, range(6), chunksize=2)
+            try:
+                for r in it:
+                    print("got", r)
+            except KeyError as exc:
+                print("raised", exc)
+
+    if __name__ == "__main__":
+        if sys.argv[1] == "slither":
+            from slither import ProcessPoolExecutor
+        main(ProcessPoolExecutor)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_executor_map_is_lazy_with_the_timeout_raised_from_next_as_in_the_stdlib(tmp_path):
+    stdlib = _run_script(tmp_path, LAZY_MAP_PROGRAM, "stdlib")
+    ours = _run_script(tmp_path, LAZY_MAP_PROGRAM, "slither")
+    assert stdlib.returncode == 0, stdlib.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == stdlib.stdout
+    assert ours.stdout.splitlines() == ["True", "got 0.01", "timed out", "got 0", "got 1", "raised 3"]  # a chunk fails whole, as in the stdlib
+
+
+@pytest.mark.timeout(60)
+def test_executor_map_submits_at_once_and_yields_each_result_before_the_later_ones_finish(tmp_path):
+    marks = [tmp_path / f"done{i}" for i in range(3)]
+    with slither.ProcessPoolExecutor(max_workers=2) as ex:
+        it = ex.map(nap_then_touch, [0.05, 2.0, 0.05], [str(m) for m in marks])
+        # Every call was handed over before the first next(): the third finishes while nobody reads.
+        assert _eventually(marks[2].exists)
+        assert next(it) == 0.05
+        assert not marks[1].exists(), "the first result waited for the second call"
+        assert list(it) == [2.0, 0.05]
+        assert list(ex.map(add, "ab", "cd")) == ["ac", "bd"]
+        assert list(ex.map(add, range(7), range(7), chunksize=3)) == [2 * i for i in range(7)]
+        with pytest.raises(TypeError, match="at least one iterable"):
+            ex.map(abs)
+        with pytest.raises(slither.ConfigError, match="chunksize"):
+            ex.map(abs, [1], chunksize=0)
+        # The native Pool API is unchanged on this class.
+        assert ex.call(add, 1, 2) == 3
+        assert ex.imap(abs, [-1, -2]).__next__() == 1
+
+
+@pytest.mark.timeout(60)
+def test_closing_an_executor_map_early_cancels_the_calls_not_started(tmp_path):
+    marker = tmp_path / "ran"
+    with slither.ProcessPoolExecutor(max_workers=1) as ex:
+        # One worker and a window of two calls: the rest wait in the host, cancellable.
+        it = ex.map(nap_then_touch, [0.3, 0.3, 0.3, 0.3, 0.3], [str(tmp_path / "a")] * 4 + [str(marker)])
+        assert next(it) == 0.3
+        it.close()
+    assert not marker.exists(), "a call of a closed map ran"
+    with slither.ProcessPoolExecutor(max_workers=2) as ex:
+        it = ex.map(fail_on, range(4), [1] * 4)
+        assert next(it) == 0
+        with pytest.raises(KeyError):
+            next(it)
 
 
 @pytest.mark.timeout(180)

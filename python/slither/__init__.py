@@ -41,6 +41,7 @@ _EXPORTS = {
     "RunStats": "slither.outcome",
     "Pipe": "slither.pipe",
     "Pool": "slither.pool",
+    "ProcessPoolExecutor": "slither.executor",
     "Session": "slither.session",
     "PoolStats": "slither.stats",
     "WorkerInfo": "slither.stats",
@@ -63,6 +64,7 @@ __all__ = [
     "PoolBroken",
     "PoolClosed",
     "PoolStats",
+    "ProcessPoolExecutor",
     "ProtocolError",
     "RemoteTraceback",
     "Reply",
@@ -100,6 +102,7 @@ if TYPE_CHECKING:
         TaskError,
         WorkerCrashed,
     )
+    from slither.executor import ProcessPoolExecutor
     from slither.outcome import (
         Failure,
         Outcome,

@@ -53,3 +53,8 @@ class Zipped:
 
     def __len__(self) -> int:
         return min(len(it) for it in self._iterables)  # type: ignore[arg-type]
+
+
+def run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
+    """Runs in a worker: one chunk of ``ProcessPoolExecutor.map``'s calls, in order."""
+    return [fn(*args) for args in chunk]

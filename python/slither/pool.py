@@ -40,7 +40,10 @@ from slither.stats import PoolStats, WorkerInfo
 from slither.telemetry import Telemetry
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack  # typing's from 3.11; typing_extensions ships with every checker
+    from typing_extensions import (  # typing's from 3.11; typing_extensions ships with every checker
+        Self,
+        Unpack,
+    )
 
     from slither._types import (
         T2,
@@ -201,7 +204,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         self._versions = (host, sorted(versions))
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def __enter__(self) -> Pool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
@@ -409,7 +412,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
 
         Returns a ``list`` (as ``multiprocessing.Pool.map`` does) once every result is in; an Executor
         program that iterates over ``map``'s result works unchanged. For results as they arrive use
-        :meth:`imap`.
+        :meth:`imap`, or :class:`slither.ProcessPoolExecutor`, whose ``map`` is the stdlib's lazy one.
         """
         return collect(Results(self._map_engine("Pool.map", fn, iterables, timeout, chunksize, options)))
 

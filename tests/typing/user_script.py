@@ -83,6 +83,10 @@ def main() -> None:
         print(exc)
     except slither.SlitherError:
         raise
+    with slither.ProcessPoolExecutor(max_workers=2) as executor:  # the stdlib's lazy map
+        assert_type(executor.map(square, range(3), timeout=30), Iterator[int])
+        assert_type(executor.map(power, [2], [3], chunksize=4), Iterator[int])
+        assert_type(executor.submit(square, 2), concurrent.futures.Future[int])
 
 
 if __name__ == "__main__":
