@@ -50,14 +50,7 @@ impl T {
             fx: Vec::new(),
         };
         t.tick();
-        let spawns: Vec<(usize, u64)> = t
-            .take()
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Spawn { worker, generation } => Some((worker, generation)),
-                _ => None,
-            })
-            .collect();
+        let spawns = spawns(&t.take());
         assert_eq!(spawns.len(), workers, "every slot is spawned at start");
         for (w, g) in spawns {
             t.bring_up(w, g);
@@ -100,6 +93,24 @@ impl T {
         self.s.slots[w].generation
     }
 
+    /// Worker `w` (its current generation) reports that it started batch `id`.
+    fn start(&mut self, w: usize, id: u64) {
+        let g = self.gen(w);
+        self.s.started(w, g, id, self.now, &mut self.fx);
+    }
+
+    /// Worker `w` answers batch `id` with an empty success.
+    fn answer_ok(&mut self, w: usize, id: u64) {
+        let g = self.gen(w);
+        self.s.answered(w, g, id, Outcome::Ok(vec![]), self.now, &mut self.fx);
+    }
+
+    /// Worker `w` gives batch `id` back unstarted.
+    fn revoked(&mut self, w: usize, id: u64) {
+        let g = self.gen(w);
+        self.s.revoked(w, g, id, self.now, &mut self.fx);
+    }
+
     fn exit(&mut self, w: usize, code: Option<i32>, signal: Option<&str>) {
         let g = self.gen(w);
         let exit = Exit {
@@ -116,6 +127,16 @@ fn writes(fx: &Effects) -> Vec<(usize, u8, u64)> {
     fx.iter()
         .filter_map(|e| match e {
             Effect::Write { worker, kind, id, .. } => Some((*worker, *kind, *id)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Workers spawned: (worker, generation).
+fn spawns(fx: &Effects) -> Vec<(usize, u64)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Spawn { worker, generation } => Some((*worker, *generation)),
             _ => None,
         })
         .collect()
@@ -157,8 +178,8 @@ fn batches_go_to_the_least_loaded_worker_then_pipeline_then_queue() {
     );
     assert_eq!(t.s.outstanding(), 5);
     // Worker 0 answers its first: it gets the queued one.
-    t.s.started(0, t.gen(0), ids[0], t.now, &mut t.fx);
-    t.s.answered(0, t.gen(0), ids[0], Outcome::Ok(vec![]), t.now, &mut t.fx);
+    t.start(0, ids[0]);
+    t.answer_ok(0, ids[0]);
     let fx = t.take();
     assert_eq!(writes(&fx), vec![(0, TASK, ids[4])]);
     assert_eq!(delivered(&fx), vec![(0, Outcome::Ok(vec![]), true)]);
@@ -172,10 +193,10 @@ fn a_held_batch_behind_a_long_run_is_revoked_for_an_idle_worker() {
     let a = t.submit(&rs, job(1));
     let held = t.submit(&rs, job(2));
     t.take();
-    t.s.started(0, t.gen(0), long, t.now, &mut t.fx);
-    t.s.started(1, t.gen(1), a, t.now, &mut t.fx);
+    t.start(0, long);
+    t.start(1, a);
     t.later(1);
-    t.s.answered(1, t.gen(1), a, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    t.answer_ok(1, a);
     // Worker 1 is idle now, but the long run has been running only 1 ms: not yet.
     assert!(writes(&t.take()).is_empty());
     let due = t.s.next_deadline().expect("a steal deadline");
@@ -183,7 +204,7 @@ fn a_held_batch_behind_a_long_run_is_revoked_for_an_idle_worker() {
     t.later(5);
     assert_eq!(writes(&t.take()), vec![(0, REVOKE, held)]);
     // The worker gives it back unstarted; it goes to the idle worker at once.
-    t.s.revoked(0, t.gen(0), held, t.now, &mut t.fx);
+    t.revoked(0, held);
     assert_eq!(writes(&t.take()), vec![(1, TASK, held)]);
 }
 
@@ -195,15 +216,15 @@ fn a_revoke_that_loses_the_race_leaves_the_batch_where_it_runs() {
     let one = t.submit(&rs2, job(1));
     let held2 = t.submit(&rs2, job(2));
     t.take();
-    t.s.started(0, t.gen(0), long, t.now, &mut t.fx);
-    t.s.started(1, t.gen(1), one, t.now, &mut t.fx);
-    t.s.answered(1, t.gen(1), one, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    t.start(0, long);
+    t.start(1, one);
+    t.answer_ok(1, one);
     // Worker 1 went idle behind nothing: the held batch is asked back at once (steal_after 0).
     assert_eq!(writes(&t.take()), vec![(0, REVOKE, held2)]);
     // Too late: the worker had finished the long one and started the held one.
-    t.s.answered(0, t.gen(0), long, Outcome::Ok(vec![]), t.now, &mut t.fx);
-    t.s.started(0, t.gen(0), held2, t.now, &mut t.fx);
-    t.s.answered(0, t.gen(0), held2, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    t.answer_ok(0, long);
+    t.start(0, held2);
+    t.answer_ok(0, held2);
     let fx = t.take();
     assert!(kills(&fx).is_empty(), "losing a revoke race is not a protocol error");
     assert_eq!(delivered(&fx).len(), 2);
@@ -216,15 +237,15 @@ fn a_cancelled_batch_whose_revoke_lost_the_race_is_killed_when_it_starts() {
     let first = t.submit(&rs, job(0));
     let held = t.submit(&rs, job(1));
     t.take();
-    t.s.started(0, t.gen(0), first, t.now, &mut t.fx);
-    t.s.answered(0, t.gen(0), first, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    t.start(0, first);
+    t.answer_ok(0, first);
     t.take();
     // The run is cancelled while the held batch is on its way: it is asked back...
     rs.cancelled.store(true, std::sync::atomic::Ordering::Release);
     t.s.cancel(&rs, &mut t.fx);
     assert_eq!(writes(&t.take()), vec![(0, REVOKE, held)]);
     // ...but the worker had already started it: it must not run on for nobody.
-    t.s.started(0, t.gen(0), held, t.now, &mut t.fx);
+    t.start(0, held);
     assert_eq!(kills(&t.take()).len(), 1);
 }
 
@@ -236,7 +257,7 @@ fn a_crash_is_charged_only_to_the_batch_the_worker_had_started() {
     let _on_other = t.submit(&rs, job(1));
     let behind = t.submit(&rs, job(2));
     t.take();
-    t.s.started(0, t.gen(0), running, t.now, &mut t.fx);
+    t.start(0, running);
     t.exit(0, None, Some("SIGSEGV"));
     let fx = t.take();
     let d = delivered(&fx);
@@ -313,8 +334,8 @@ fn recycling_counts_apart_from_restarts() {
     let c = t.submit(&rs, job(2));
     assert_eq!(writes(&t.take()).len(), 2, "never more than it may still run");
     for id in [a, b] {
-        t.s.started(0, t.gen(0), id, t.now, &mut t.fx);
-        t.s.answered(0, t.gen(0), id, Outcome::Ok(vec![]), t.now, &mut t.fx);
+        t.start(0, id);
+        t.answer_ok(0, id);
     }
     assert_eq!(writes(&t.take()), vec![(0, SHUTDOWN, 0)]);
     t.exit(0, Some(0), None);
@@ -337,14 +358,7 @@ fn only_self_inflicted_start_failures_count_toward_the_crash_loop() {
     for _ in 0..10 {
         t.exit(0, None, Some("SIGKILL"));
         t.later(100);
-        let spawns: Vec<_> = t
-            .take()
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Spawn { worker, generation } => Some((worker, generation)),
-                _ => None,
-            })
-            .collect();
+        let spawns = spawns(&t.take());
         assert_eq!(spawns.len(), 1);
         t.s.spawned(0, spawns[0].1, 77, t.now, &mut t.fx);
     }
@@ -367,12 +381,12 @@ fn frames_that_cannot_be_valid_kill_the_worker() {
     let (rs, _rx) = run();
     let id = t.submit(&rs, job(0));
     t.take();
-    t.s.answered(0, t.gen(0), id, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    t.answer_ok(0, id);
     assert_eq!(kills(&t.take()), vec![0], "a result for a batch it had not started");
     let mut t = T::new(1, |_| {});
     let id = t.submit(&rs, job(0));
-    t.s.started(0, t.gen(0), id, t.now, &mut t.fx);
-    t.s.started(0, t.gen(0), id + 1, t.now, &mut t.fx);
+    t.start(0, id);
+    t.start(0, id + 1);
     assert_eq!(kills(&t.take()), vec![0], "a start while another batch runs");
     t.exit(0, None, Some("SIGKILL"));
     let d = delivered(&t.take());
@@ -391,7 +405,7 @@ fn a_deadline_kills_and_charges_only_its_batch() {
     let id = t.submit(&rs, j);
     let behind = t.submit(&rs, job(1));
     t.take();
-    t.s.started(0, t.gen(0), id, t.now, &mut t.fx);
+    t.start(0, id);
     t.later(50);
     assert!(kills(&t.take()).is_empty());
     t.later(60);
@@ -410,7 +424,7 @@ fn terminate_says_which_batches_ran_and_which_never_started() {
     t.submit(&rs, job(1));
     t.submit(&rs, job(2));
     t.take();
-    t.s.started(0, t.gen(0), running, t.now, &mut t.fx);
+    t.start(0, running);
     t.s.stop(false, t.now, &mut t.fx);
     let fx = t.take();
     let d = delivered(&fx);
@@ -433,17 +447,17 @@ fn a_batch_given_back_waits_for_an_idle_worker_rather_than_behind_another_long_r
     let long1 = t.submit(&rs, job(1));
     let held = t.submit(&rs, job(2));
     t.take();
-    t.s.started(0, t.gen(0), long0, t.now, &mut t.fx);
-    t.s.started(1, t.gen(1), long1, t.now, &mut t.fx);
+    t.start(0, long0);
+    t.start(1, long1);
     // Worker 1 finishes: idle, the held batch on worker 0 is asked back.
-    t.s.answered(1, t.gen(1), long1, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    t.answer_ok(1, long1);
     assert_eq!(writes(&t.take()), vec![(0, REVOKE, held)]);
     // Before the answer, worker 1 gets a long run of its own.
     let other = t.submit(&rs, job(3));
-    t.s.started(1, t.gen(1), other, t.now, &mut t.fx);
+    t.start(1, other);
     t.take();
-    t.s.revoked(0, t.gen(0), held, t.now, &mut t.fx);
+    t.revoked(0, held);
     assert!(writes(&t.take()).is_empty(), "no worker is idle: it waits in the queue");
-    t.s.answered(1, t.gen(1), other, Outcome::Ok(vec![]), t.now, &mut t.fx);
+    t.answer_ok(1, other);
     assert_eq!(writes(&t.take()), vec![(1, TASK, held)]);
 }
