@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import random
 import signal
 import statistics
-import threading
 import time
 
 import slither
+from slither.chaos import Chaos, killing_workers
 
 
 def replacement_times(kills: int) -> list[float]:
@@ -30,35 +30,14 @@ def replacement_times(kills: int) -> list[float]:
 
 def chaos(n: int, kill: bool) -> tuple[float, int, bool]:
     with slither.Pool(2) as pool:
-        stop = threading.Event()
-        kills = [0]
-
-        def killer():
-            rng = random.Random(7)
-            while not stop.wait(0.1):
-                pids = [w.pid for w in pool.workers_info() if w.state == "ready"]
-                if pids:
-                    try:
-                        os.kill(rng.choice(pids), signal.SIGKILL)
-                        kills[0] += 1
-                    except ProcessLookupError:
-                        pass
-
-        t = threading.Thread(target=killer)
-        if kill:
-            t.start()
-        t0 = time.perf_counter()
-        try:
+        with killing_workers(pool, every=0.1, seed=7) if kill else contextlib.nullcontext(Chaos()) as monkey:
+            t0 = time.perf_counter()
             out = pool.dispatch("workloads:spin_batch", range(n), per="batch", batch_size=200,
                                 on_error=slither.Retry(attempts=100, backoff=0.0, then="skip"))
-        finally:
-            stop.set()
-            if kill:
-                t.join()
         wall = time.perf_counter() - t0
         ok = sorted(out.indices + [f.index for f in out.failures]) == list(range(n)) and all(
             v == i + 1 for i, v in zip(out.indices, out.results))
-        return n / wall, kills[0], ok
+        return n / wall, monkey.kills, ok
 
 
 def run(quick: bool = False) -> dict:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import threading
 import time
 
 import pytest
 import slither
+from slither.chaos import killing_workers
 
 
 def _full(pool):
@@ -151,32 +151,19 @@ def test_close_lets_in_flight_batches_finish():
 def test_chaos_every_input_ends_as_result_or_failure():
     n = 100_000
     with slither.Pool(2) as p:
-        stop = threading.Event()
-        kills = [0]
-
-        def killer():
-            rng = random.Random(1)
-            while not stop.wait(0.1):
-                pids = [w.pid for w in p.workers_info() if w.state == "ready"]
-                if pids:
-                    try:
-                        os.kill(rng.choice(pids), signal.SIGKILL)
-                        kills[0] += 1
-                    except ProcessLookupError:
-                        pass
-
-        t = threading.Thread(target=killer)
-        t.start()
-        try:
+        with killing_workers(p, every=0.1, seed=1) as chaos:
             out = p.dispatch("_helpers:spin_batch", range(n), per="batch", batch_size=200,
                              on_error=slither.Retry(attempts=50, backoff=0.0, then="skip"))
-        finally:
-            stop.set()
-            t.join()
-        assert kills[0] > 0
+        assert chaos.kills > 0
         covered = sorted(out.indices + [f.index for f in out.failures])
         assert covered == list(range(n))
         by_index = out.by_index()
         assert all(by_index[i] == i + 1 for i in out.indices)
         assert p.wait_ready(30)
         assert all(w.state == "ready" for w in p.stats().workers)
+
+
+def test_killing_workers_rejects_a_non_positive_interval(pool):
+    with pytest.raises(ValueError, match="every must be a positive"):
+        with killing_workers(pool, every=0):
+            pass

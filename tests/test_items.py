@@ -16,6 +16,7 @@ import pytest
 import slither
 from slither import errors
 from slither._native import _slither
+from slither.chaos import killing_workers
 
 H = "_items_helpers"
 
@@ -382,24 +383,7 @@ def test_sessions_share_the_dispatcher_and_pins_leave_the_public_signatures():
 
 @pytest.mark.timeout(120)
 def test_eight_dispatching_threads_under_chaos_finish():
-    import random
-    import signal
-
     with slither.Pool(2) as pool:
-        stop = threading.Event()
-        kills = [0]
-
-        def killer() -> None:
-            rng = random.Random(1)
-            while not stop.wait(0.1):
-                pids = [w.pid for w in pool.workers_info() if w.state == "ready"]
-                if pids:
-                    try:
-                        os.kill(rng.choice(pids), signal.SIGKILL)
-                        kills[0] += 1
-                    except ProcessLookupError:
-                        pass
-
         outs: list[object] = [None] * 8
 
         def run(k: int) -> None:
@@ -407,15 +391,12 @@ def test_eight_dispatching_threads_under_chaos_finish():
                                     on_error=slither.Retry(attempts=50, backoff=0.05, then="skip"))
 
         threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
-        chaos = threading.Thread(target=killer)
-        chaos.start()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(90)
-        stop.set()
-        chaos.join()
-        assert kills[0] > 0 and not any(t.is_alive() for t in threads)
+        with killing_workers(pool, every=0.1, seed=1) as chaos:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(90)
+        assert chaos.kills > 0 and not any(t.is_alive() for t in threads)
         for out in outs:
             covered = sorted(out.indices + [f.index for f in out.failures])  # type: ignore[attr-defined]
             assert covered == list(range(5000))
