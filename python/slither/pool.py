@@ -72,6 +72,8 @@ def _stop_all_pools() -> None:
         pool.terminate()
 
 
+# A ThreadPoolExecutor only by type: asyncio's set_default_executor accepts nothing else. Its __init__ is never
+# called, none of its methods run, and none of its private attribute names (_shutdown, _threads, ...) are reused.
 class Pool(concurrent.futures.ThreadPoolExecutor):
     """A fixed number of fresh Python interpreters, ready when the constructor returns.
 
@@ -138,7 +140,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         self._closed = True
         self._lock = threading.Lock()
         self._calls: Calls | None = None
-        self._threads: set[threading.Thread] = set()
+        self._pool_threads: set[threading.Thread] = set()
         args = _config.resolve_aliases(
             {"workers": workers, "python": python, "env": env, "init": init, "init_args": init_args, "store": store,
              "max_tasks_per_worker": max_tasks_per_worker, "max_memory_per_worker": max_memory_per_worker,
@@ -236,7 +238,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
                 self._calls.settle(_left(deadline))
             self._core.drain(_left(deadline))
         finally:
-            self._shutdown(graceful=True)
+            self._stop(graceful=True)
 
     def terminate(self) -> None:
         """Stops the workers now: SIGTERM to each process group, a bounded grace, then SIGKILL.
@@ -245,9 +247,9 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         had started.
         """
         self._closed = True
-        self._shutdown(graceful=False)
+        self._stop(graceful=False)
 
-    def _shutdown(self, graceful: bool) -> None:
+    def _stop(self, graceful: bool) -> None:
         core = getattr(self, "_core", None)
         if core is None:
             return
@@ -288,18 +290,18 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
                 target()
             finally:
                 with self._lock:
-                    self._threads.discard(thread)
+                    self._pool_threads.discard(thread)
 
         thread = threading.Thread(target=run, name=name, daemon=True)
         with self._lock:
-            self._threads.add(thread)
+            self._pool_threads.add(thread)
         thread.start()
         return thread
 
     def _join_threads(self, deadline: float | None) -> None:
         me = threading.current_thread()
         with self._lock:
-            threads = [t for t in self._threads if t is not me]
+            threads = [t for t in self._pool_threads if t is not me]
         for t in threads:
             t.join(_left(deadline))
 
