@@ -69,7 +69,23 @@ def _pairs(table: str, source: Any, what: str) -> list[bytes]:
     return fields
 
 
-class WorkerSnapshot:
+class _WholeTableReads:
+    """``keys``, ``items`` and ``len``, read from whatever ``_table(name)`` gives (an image or a copy)."""
+
+    def _table(self, table: str) -> _Table:
+        raise NotImplementedError
+
+    def keys(self, table: str) -> list[Any]:
+        return [codec.decode_key(k) for k, _ in self._table(table).entries()]
+
+    def items(self, table: str) -> list[tuple[Any, Any]]:
+        return [(codec.decode_key(k), codec.decode_value(v)) for k, v in self._table(table).entries()]
+
+    def len(self, table: str) -> int:
+        return len(self._table(table))
+
+
+class WorkerSnapshot(_WholeTableReads):
     """The tables a worker named, each at the version they all had at one moment."""
 
     def __init__(self, tables: Mapping[str, _Table]) -> None:
@@ -89,15 +105,6 @@ class WorkerSnapshot:
     def version(self, table: str) -> int:
         return self._table(table).version
 
-    def keys(self, table: str) -> list[Any]:
-        return [codec.decode_key(k) for k, _ in self._table(table).entries()]
-
-    def items(self, table: str) -> list[tuple[Any, Any]]:
-        return [(codec.decode_key(k), codec.decode_value(v)) for k, v in self._table(table).entries()]
-
-    def len(self, table: str) -> int:
-        return len(self._table(table))
-
     def tables(self) -> list[str]:
         return sorted(self._tables)
 
@@ -108,7 +115,7 @@ class WorkerSnapshot:
         pass
 
 
-class WorkerStore:
+class WorkerStore(_WholeTableReads):
     """The pool's store as seen from a worker: the host's API, reads local (see the module docstring).
 
     ``transport(request: bytes) -> reply: bytes`` carries one store request to the host and back. Failed
@@ -236,15 +243,6 @@ class WorkerStore:
             return int(self._slots[img.slot])
         _, fields = self._call(codec.VERSION, table.encode())
         return codec.u64(fields[0])
-
-    def keys(self, table: str) -> list[Any]:
-        return [codec.decode_key(k) for k, _ in self._table(table).entries()]
-
-    def items(self, table: str) -> list[tuple[Any, Any]]:
-        return [(codec.decode_key(k), codec.decode_value(v)) for k, v in self._table(table).entries()]
-
-    def len(self, table: str) -> int:
-        return len(self._table(table))
 
     def tables(self) -> list[str]:
         """The names of every table, sorted."""
