@@ -118,3 +118,13 @@ def spin_batch(items):
             acc += i ^ x
         out.append(x + 1)
     return out
+
+
+def eventually(check, seconds=10.0):
+    """Host side: polls ``check()`` every 50 ms until it is true (True) or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -10,24 +10,15 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import psutil
 import pytest
 import slither
 from _dropin_helpers import nap, nap_and_touch, started_nap
+from _helpers import eventually
 from _kernel import run_cells, text_of
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
-
-
-def _eventually(check, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_acall_and_amap(pool):
@@ -97,7 +88,7 @@ def test_cancelling_the_awaiting_task_kills_the_worker_running_the_call(tmp_path
         return {int(line) for line in started.read_text().split()} if started.exists() else set()
 
     def all_dead(pids):
-        return _eventually(lambda: not any(psutil.pid_exists(p) for p in pids))
+        return eventually(lambda: not any(psutil.pid_exists(p) for p in pids))
 
     with slither.Pool(2) as pool:
         async def cancel_soon(awaitable):

@@ -14,8 +14,19 @@ import time
 import pytest
 import slither
 from _dropin_helpers import add, fail_on, nap, nap_pid, nap_then_touch, touch
+from _helpers import eventually
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def _same_output_as_the_stdlib(tmp_path, source):
+    """Runs ``source`` with the stdlib's executor, then with slither's; both succeed, print the same: that."""
+    stdlib = _run_script(tmp_path, source, "stdlib")
+    ours = _run_script(tmp_path, source, "slither")
+    assert stdlib.returncode == 0, stdlib.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == stdlib.stdout
+    return ours.stdout
 
 
 def _run_script(tmp_path, source, *args, timeout=120):
@@ -24,15 +35,6 @@ def _run_script(tmp_path, source, *args, timeout=120):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout,
                           cwd=tmp_path, env=env)
-
-
-def _eventually(check, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_pool_is_an_executor(pool):
@@ -85,7 +87,7 @@ def test_map_timeout_is_the_overall_wait_and_cancels_the_rest():
             pool.map(nap, [0.05, 30, 30], timeout=1.0, chunksize=1)
         assert time.monotonic() - t0 < 10
         # The workers that were running the 30 s calls were killed and replaced; the pool goes on.
-        assert _eventually(lambda: not before & {w.pid for w in pool.workers_info()})
+        assert eventually(lambda: not before & {w.pid for w in pool.workers_info()})
         assert pool.wait_ready(timeout=30)
         assert pool.map(abs, [-1], timeout=30) == [1]
         with pytest.raises(slither.ConfigError, match="timeout"):
@@ -234,12 +236,7 @@ LAZY_MAP_PROGRAM = """
 
 @pytest.mark.timeout(180)
 def test_executor_map_is_lazy_with_the_timeout_raised_from_next_as_in_the_stdlib(tmp_path):
-    stdlib = _run_script(tmp_path, LAZY_MAP_PROGRAM, "stdlib")
-    ours = _run_script(tmp_path, LAZY_MAP_PROGRAM, "slither")
-    assert stdlib.returncode == 0, stdlib.stderr
-    assert ours.returncode == 0, ours.stderr
-    assert ours.stdout == stdlib.stdout
-    assert ours.stdout.splitlines() == ["True", "got 0.01", "timed out", "got 0", "got 1", "raised 3"]  # a chunk fails whole, as in the stdlib
+    assert _same_output_as_the_stdlib(tmp_path, LAZY_MAP_PROGRAM).splitlines() == ["True", "got 0.01", "timed out", "got 0", "got 1", "raised 3"]  # a chunk fails whole, as in the stdlib
 
 
 @pytest.mark.timeout(60)
@@ -248,7 +245,7 @@ def test_executor_map_submits_at_once_and_yields_each_result_before_the_later_on
     with slither.ProcessPoolExecutor(max_workers=2) as ex:
         it = ex.map(nap_then_touch, [0.05, 2.0, 0.05], [str(m) for m in marks])
         # Every call was handed over before the first next(): the third finishes while nobody reads.
-        assert _eventually(marks[2].exists)
+        assert eventually(marks[2].exists)
         assert next(it) == 0.05
         assert not marks[1].exists(), "the first result waited for the second call"
         assert list(it) == [2.0, 0.05]
@@ -281,12 +278,7 @@ def test_closing_an_executor_map_early_cancels_the_calls_not_started(tmp_path):
 
 @pytest.mark.timeout(180)
 def test_a_process_pool_executor_program_runs_unchanged(tmp_path):
-    stdlib = _run_script(tmp_path, PPE_PROGRAM, "stdlib")
-    ours = _run_script(tmp_path, PPE_PROGRAM, "slither")
-    assert stdlib.returncode == 0, stdlib.stderr
-    assert ours.returncode == 0, ours.stderr
-    assert ours.stdout == stdlib.stdout
-    assert "['t:0', 't:1', 't:4', 't:9', 't:16']" in ours.stdout
+    assert "['t:0', 't:1', 't:4', 't:9', 't:16']" in _same_output_as_the_stdlib(tmp_path, PPE_PROGRAM)
 
 
 INIT_GLOBAL_PROGRAM = """
