@@ -12,7 +12,6 @@ run's noise. Writes docs/benchmarks-core-v2.json and the "Core v2" section of do
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -21,6 +20,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from machine import machine  # noqa: E402
+
 PROBE = HERE / "core_v2_probe.py"
 DOCS = HERE.parent / "docs"
 BEGIN, END = "<!-- core-v2:begin -->", "<!-- core-v2:end -->"
@@ -125,22 +128,6 @@ def echo_batch_bytes() -> dict:
     distinct = [bytes([i]) * 100_000 for i in range(8)]
     return {"one_object_8_times": len(pickle.dumps(("echo", "item", same), 5)),
             "distinct": len(pickle.dumps(("echo", "item", distinct), 5))}
-
-
-def machine() -> dict:
-    cpu = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import platform
-
-    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "os": platform.platform(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "load_before": os.getloadavg()[0]}
 
 
 # -- verdicts -----------------------------------------------------------------------------------------------

@@ -10,10 +10,8 @@ it, the Core v2 section already in docs/benchmarks.md is kept as it is). Every n
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ import ray_bench  # noqa: E402
 import store_bench  # noqa: E402
 import telemetry_bench  # noqa: E402
 import workloads  # noqa: E402
+from machine import machine  # noqa: E402
 
 
 def timed(fn):
@@ -74,20 +73,6 @@ def scenario_d(engine, n, size):
     out, wall = timed(lambda: engine.map(workloads.echo, payloads, 8))
     assert len(out) == n and out[-1] == payloads[-1]
     return {"mb_per_s": n * size / 2**20 / wall}
-
-
-def machine() -> dict:
-    cpu = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "os": platform.platform(),
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "load_before": os.getloadavg()[0]}
 
 
 def main() -> int:
