@@ -61,3 +61,15 @@ def test_frame_format_is_defined_once():
     assert framing.KINDS == proto["kinds"]
     for name, number in proto["kinds"].items():
         assert getattr(framing, name) == number, name
+
+
+def test_a_worker_starts_without_the_extension_or_slow_imports():
+    """What a worker imports before its first task: the stdlib it needs, never the native extension, and not
+    typing/platform/traceback (milliseconds each, paid by every worker start and replacement)."""
+    import subprocess
+
+    code = ("import sys; import slither._worker.loop, slither._worker.store_client; "
+            "print(sorted(m for m in ('typing', 'platform', 'traceback', 'slither._slither', 'cloudpickle') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

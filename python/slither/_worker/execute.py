@@ -21,11 +21,13 @@ is reported, not propagated.
 from __future__ import annotations
 
 import pickle
-import traceback
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from slither._worker.functions import resolve
+
+TYPE_CHECKING = False  # not typing's: see slither/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -177,6 +179,8 @@ def describe(exc: BaseException) -> dict[str, Any]:
     Never raises: a broken ``__str__`` or traceback is described rather than propagated.
     """
     try:
+        import traceback  # only when something failed: it costs a worker's start milliseconds
+
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     except BaseException:
         tb = f"{_type_name(exc)} (its traceback could not be formatted)\n"

@@ -12,7 +12,10 @@ import importlib
 import pickle
 import types
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: see slither/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 _cache: dict[tuple[str, Any], Callable[..., Any]] = {}
 _main_namespace: dict[str, Any] = {}

@@ -19,17 +19,18 @@ import collections
 import faulthandler
 import os
 import pickle
-import platform
 import queue
 import sys
 import sysconfig
 import threading
-import traceback
-from typing import Any
 
 from slither._worker import framing
 from slither._worker.execute import execute
 from slither._worker.functions import resolve
+
+TYPE_CHECKING = False  # not typing's: see slither/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIT_INIT_FAILED = 3
 _INIT = -1  # the inbox's marker for the INIT frame
@@ -104,6 +105,8 @@ class Worker:
         try:
             self.init(pickle.loads(first[1]) if first[1] else {})
         except BaseException as exc:
+            import traceback
+
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             self.chan.send(framing.INIT_FAILED, 0, text.encode("utf-8", "replace"))
             os._exit(EXIT_INIT_FAILED)
@@ -171,7 +174,7 @@ def _hello() -> bytes:
     return json.dumps(
         {
             "pid": os.getpid(),
-            "python": platform.python_version(),
+            "python": "{}.{}.{}".format(*sys.version_info[:3]),
             "gil": bool(gil_check()) if gil_check else True,
             "free_threaded_build": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
         }

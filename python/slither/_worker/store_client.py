@@ -16,10 +16,13 @@ descriptors it may not open) asks the host for every read instead (GET, TABLES),
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
 
 from slither._worker import storecodec as codec
 from slither._worker.storeimage import Header, Image, Unavailable
+
+TYPE_CHECKING = False  # not typing's: see slither/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 # A MAP reply can name an image that a newer one replaces before this worker opens it; ask again.
 _MAP_TRIES = 8

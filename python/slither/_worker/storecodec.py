@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import pickle
 import struct
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: see slither/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 GET, PUT, DELETE, CAS, TABLES, VERSION, PUT_MANY = 1, 2, 3, 4, 5, 6, 7
 RELOAD, RELOAD_MANY, NAMES, ATTACH, MAP = 8, 9, 10, 11, 12

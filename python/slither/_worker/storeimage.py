@@ -19,14 +19,16 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
-import platform
 import stat
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import Any
 
 from slither._worker import storecodec as codec
+
+TYPE_CHECKING = False  # not typing's: see slither/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 _SEALED = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
 _HEADER_MAGIC = int.from_bytes(b"SLSTHDR1", "little")
@@ -37,7 +39,7 @@ _SEQLOCK_TRIES = 64
 MEMO_MAX = 1 << 16
 # Reading several header slots between two reads of the sequence relies on loads not being reordered with
 # each other, which x86 guarantees; elsewhere a multi-table snapshot asks the host (one small round trip).
-ORDERED_LOADS = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686"}
+ORDERED_LOADS = os.uname().machine.lower() in {"x86_64", "amd64", "i386", "i686"}
 
 
 class Unavailable(Exception):
