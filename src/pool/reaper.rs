@@ -39,16 +39,14 @@ impl Reaper {
     /// Starts the reaper with `python` (any interpreter will do: it uses only the standard library).
     pub fn start(python: &str) -> std::io::Result<Reaper> {
         let mut cmd = Command::new(python);
+        // process_group rather than a pre_exec setpgid: without a pre_exec closure std can use posix_spawn
+        // (vfork-like) instead of fork, which copies the host's page tables; that took milliseconds on the
+        // critical path of every pool's start.
         cmd.args(["-S", "-E", "-c", SCRIPT])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setpgid(0, 0);
-                Ok(())
-            });
-        }
+            .stderr(Stdio::null())
+            .process_group(0);
         let mut child = cmd.spawn()?;
         let stdin = child.stdin.take();
         Ok(Reaper { child, stdin })
