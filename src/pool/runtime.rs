@@ -40,7 +40,7 @@ pub(crate) fn run(sh: Arc<Shared>, cmds: UnboundedReceiver<Command>) {
 }
 
 async fn supervise(sh: Arc<Shared>, mut cmds: UnboundedReceiver<Command>) {
-    *sh.reaper.lock().unwrap_or_else(|p| p.into_inner()) = Reaper::start(&sh.cfg.python).ok();
+    *sh.reaper.lock().unwrap_or_else(|p| p.into_inner()) = Reaper::start().ok();
     let mut memory = tokio::time::interval(MEMORY_EVERY);
     memory.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut channel_open = true;
