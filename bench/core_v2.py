@@ -22,7 +22,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from machine import machine  # noqa: E402
+from machine import machine, use_bytecode  # noqa: E402
 
 PROBE = HERE / "core_v2_probe.py"
 DOCS = HERE.parent / "docs"
@@ -329,6 +329,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes: checks the harness, numbers mean little")
     ap.add_argument("--out", default=str(DOCS / "benchmarks.md"))
     a = ap.parse_args()
+    use_bytecode(*[p for p in (sys.executable, a.v1_python) if p])
     r = run(a.v1_python, a.rounds, a.quick)
     r["machine"]["load_after"] = os.getloadavg()[0]
     out = Path(a.out)

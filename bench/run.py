@@ -27,7 +27,7 @@ import ray_bench  # noqa: E402
 import store_bench  # noqa: E402
 import telemetry_bench  # noqa: E402
 import workloads  # noqa: E402
-from machine import machine  # noqa: E402
+from machine import machine, use_bytecode  # noqa: E402
 
 
 def timed(fn):
@@ -84,6 +84,7 @@ def main() -> int:
                     help="also run bench/core_v2.py against the landed v1 in this interpreter (see bench/v1_venv.sh)")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of bench/core_v2.py")
     args = ap.parse_args()
+    use_bytecode(*[p for p in (sys.executable, args.v1_python) if p])
     q = args.quick
     na, nb, nc, nd, size = (20_000, 200, 200, 200, 100_000) if q else (200_000, 2_000, 2_000, 2_000, 100_000)
     chunks = [1000, 5000] if q else [500, 2000, 10_000, 50_000]
