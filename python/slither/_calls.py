@@ -64,7 +64,7 @@ class Calls:
                 continue  # cancelled while pending: it never runs
             self._tag += 1
             try:
-                self._core.submit(self._run, self._tag, payload, 1, timeout, None)
+                self._core.submit(self._run, self._tag, payload.data, 1, timeout, None, payload.fd)
             except BaseException as exc:
                 failed.append((fut, exc))
                 continue

@@ -161,7 +161,7 @@ class Dispatcher:
         payload = self.call_payload(fn, args, kwargs)
         run = self.core.new_run()
         with self.running():
-            self.core.submit(run, 0, payload, 1, timeout, pin)
+            self.core.submit(run, 0, payload.data, 1, timeout, pin, payload.fd)
             try:
                 c = run.next(None)
             except BaseException:
@@ -178,7 +178,7 @@ class Dispatcher:
         replies: dict[int, Reply] = {}
         with self.running():
             for index, generation in targets:
-                self.core.submit(run, index, payload, 1, None, (index, generation))
+                self.core.submit(run, index, payload.data, 1, None, (index, generation), payload.fd)
             try:
                 while len(replies) < len(targets):
                     c = run.next(None)
