@@ -15,8 +15,6 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-import cloudpickle
-
 from slither import errors
 from slither._decode import safe_str
 from slither._worker import buffers
