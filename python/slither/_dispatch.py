@@ -105,6 +105,7 @@ class Engine:
         self.live[batch.tag] = batch
         try:
             self.core.submit(self.run, batch.tag, payload.data, len(batch.items), self.timeout, self.pin, payload.fd)
+            payload.release()
         except errors.SerializationError as exc:
             # Over the pool's max_frame_bytes: these items cannot travel; the rest of the run goes on.
             del self.live[batch.tag]
@@ -119,7 +120,7 @@ class Engine:
             del self.live[batch.tag]
             raise
 
-    def _drop_unpicklable(self, batch: Batch, ready: list[Entry]) -> bytes | None:
+    def _drop_unpicklable(self, batch: Batch, ready: list[Entry]) -> _payload.Encoded | None:
         """Fails the items that will not pickle (each on its own) and returns the payload of the rest."""
         good_idx: list[int] = []
         good: list[Any] = []

@@ -69,6 +69,12 @@ class Encoded:
     def fd(self) -> int | None:
         return None if self.segment is None else self.segment.fd
 
+    def release(self) -> None:
+        """Closes our descriptor of the segment (once handed over: the core keeps its own until the batch
+        completes), so that nothing that holds this payload, e.g. a traceback, holds the memory."""
+        if self.segment is not None:
+            self.segment.close()
+
     def __len__(self) -> int:
         return len(self.data)
 
