@@ -44,3 +44,23 @@ def hold_and_die(a: Any) -> None:
 def hold_and_sleep(a: Any) -> None:
     assert a[-1] == a[-1]
     time.sleep(60)
+
+
+def announce_segment_without_descriptor() -> None:
+    """Writes a RESULT_OK header marked as carrying a segment, with no descriptor, on the channel."""
+    import struct
+
+    os.write(3, struct.pack("<BQQ", 13 | 0x80, 1, 0))
+    time.sleep(60)
+
+
+def send_stray_descriptor() -> None:
+    """Sends a store request (a frame the host answers) with a descriptor no frame claims."""
+    import array
+    import socket
+    import struct
+
+    sock = socket.socket(fileno=os.dup(3))
+    fd = os.memfd_create("stray", os.MFD_CLOEXEC)
+    sock.sendmsg([struct.pack("<BQQ", 15, 1, 0)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+    time.sleep(60)

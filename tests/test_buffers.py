@@ -204,3 +204,14 @@ def test_payloads_over_4_gib_travel_both_ways():
 def test_free_threaded_build_is_reported_for_context():
     # Not a check of the path: records which leg ran (numpy cases skip where no wheel exists).
     assert sysconfig.get_config_var("Py_GIL_DISABLED") in (None, 0, 1)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fn", ["announce_segment_without_descriptor", "send_stray_descriptor"])
+def test_a_worker_that_breaks_the_descriptor_rules_is_replaced_with_a_protocol_error(fn):
+    with slither.Pool(1) as pool:
+        pid = pool.workers_info()[0].pid
+        with pytest.raises(slither.ProtocolError, match="descriptor"):
+            pool.call(f"{H}:{fn}")
+        assert pool.call(f"{H}:echo", 3) == 3
+        assert pool.workers_info()[0].pid != pid

@@ -245,4 +245,26 @@ def _map(fd: int, size: int) -> memoryview:
     if sys.version_info >= (3, 13):
         # No descriptor of its own: the mapping alone keeps the segment's memory.
         return memoryview(mmap.mmap(fd, size, flags=flags, prot=prot, trackfd=False))
+    # Before 3.13 every mmap object keeps a duplicate descriptor while it lives, so a host holding many
+    # results holds as many descriptors: lift the soft limit to the hard one, once (as Ray and others do).
+    _lift_fd_limit()
     return memoryview(mmap.mmap(fd, size, flags=flags, prot=prot))
+
+
+_lifted = False
+
+
+def _lift_fd_limit() -> None:
+    global _lifted
+    if _lifted:
+        return
+    _lifted = True
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, OSError, ValueError):
+        pass
