@@ -464,3 +464,95 @@ async fn forward(fd: OwnedFd, index: usize, pid: u32, tail: Option<Tail>) {
         emit(&pending);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{encode_header, RESULT_OK, STARTED, WITH_SEGMENT};
+    use std::io::Write;
+
+    /// Sends `bytes` on `sock` with `fd` attached (SCM_RIGHTS), as a worker's sendmsg would.
+    fn send_with_fd(sock: &UnixStream, bytes: &[u8], fd: RawFd) {
+        let iov = libc::iovec {
+            iov_base: bytes.as_ptr() as *mut libc::c_void,
+            iov_len: bytes.len(),
+        };
+        let mut control = [0u64; 4];
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &iov as *const libc::iovec as *mut libc::iovec;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as _;
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(4) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
+            assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), bytes.len() as isize);
+        }
+    }
+
+    fn pair() -> (UnixStream, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    fn memfd(size: i64) -> OwnedFd {
+        let fd = unsafe { libc::memfd_create(c"t".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0);
+        assert_eq!(unsafe { libc::ftruncate(fd, size) }, 0);
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    }
+
+    #[test]
+    fn a_segment_arrives_with_its_frame() {
+        let (w, h) = pair();
+        let mut bytes = encode_header(STARTED, 1, 0).to_vec();
+        bytes.extend_from_slice(&encode_header(RESULT_OK | WITH_SEGMENT, 1, 3));
+        bytes.extend_from_slice(b"abc");
+        let fd = memfd(4096);
+        // The descriptor rides on the send that begins the second frame.
+        (&w).write_all(&bytes[..HEADER_LEN]).unwrap();
+        send_with_fd(&w, &bytes[HEADER_LEN..], fd.as_raw_fd());
+        let mut frames = Frames::new();
+        assert!(matches!(frames.next(&h, 1 << 20), Read1::Frame(hd, _, None) if hd.kind == STARTED));
+        match frames.next(&h, 1 << 20) {
+            Read1::Frame(hd, payload, Some(seg)) => {
+                assert_eq!((split_kind(hd.kind).0, payload.as_slice()), (RESULT_OK, &b"abc"[..]));
+                assert_eq!(seg.size(), 4096);
+            }
+            _ => panic!("expected a frame with its segment"),
+        }
+        assert!(matches!(frames.next(&h, 1 << 20), Read1::Empty));
+    }
+
+    #[test]
+    fn a_segment_that_did_not_come_is_a_violation() {
+        let (w, h) = pair();
+        (&w).write_all(&encode_header(RESULT_OK | WITH_SEGMENT, 1, 0)).unwrap();
+        let mut frames = Frames::new();
+        assert!(matches!(frames.next(&h, 1 << 20), Read1::Invalid(why) if why.contains("no descriptor came")));
+    }
+
+    #[test]
+    fn a_stray_descriptor_is_a_violation() {
+        let (w, h) = pair();
+        let fd = memfd(0);
+        send_with_fd(&w, &encode_header(STARTED, 1, 0), fd.as_raw_fd());
+        let mut frames = Frames::new();
+        assert!(matches!(frames.next(&h, 1 << 20), Read1::Frame(..)));
+        assert!(matches!(frames.next(&h, 1 << 20), Read1::Invalid(why) if why.contains("belong to no frame")));
+    }
+
+    #[test]
+    fn only_results_may_carry_a_segment() {
+        let h = Header {
+            kind: STARTED | WITH_SEGMENT,
+            id: 1,
+            len: 0,
+        };
+        assert!(check_header(&h, 1 << 20).unwrap_err().contains("only RESULT_OK"));
+    }
+}
