@@ -190,8 +190,8 @@ def test_workers_killed_while_holding_a_256_mib_input_leak_nothing():
 
 @needs_numpy
 @pytest.mark.timeout(900)
-@pytest.mark.skipif(psutil.virtual_memory().available < (20 << 30),
-                    reason="needs about 20 GiB of free memory for a 4.5 GiB array both ways")
+@pytest.mark.skipif(psutil.virtual_memory().available < (16 << 30),
+                    reason="needs about 16 GiB of free memory for a 4.5 GiB array both ways")
 @pytest.mark.skipif(os.environ.get("SLITHER_BIG_TESTS") != "1",
                     reason="set SLITHER_BIG_TESTS=1 to send a 4.5 GiB array both ways (takes a minute)")
 def test_payloads_over_4_gib_travel_both_ways():
