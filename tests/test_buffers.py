@@ -217,3 +217,25 @@ def test_a_worker_that_breaks_the_descriptor_rules_is_replaced_with_a_protocol_e
             pool.call(f"{H}:{fn}")
         assert pool.call(f"{H}:echo", 3) == 3
         assert pool.workers_info()[0].pid != pid
+
+
+class _Registered:
+    def __init__(self, v: int) -> None:
+        self.v = v
+
+
+def test_reducers_registered_with_copyreg_after_import_still_apply():
+    import copyreg
+
+    calls = []
+
+    def reduce(obj):
+        calls.append(obj.v)
+        return _Registered, (obj.v + 1,)
+
+    copyreg.pickle(_Registered, reduce)
+    try:
+        back = buffers.loads(buffers.dumps(_Registered(1)).data, None)
+    finally:
+        del copyreg.dispatch_table[_Registered]
+    assert calls == [1] and back.v == 2

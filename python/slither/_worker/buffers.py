@@ -20,6 +20,8 @@ band; deeper ones stay in band. ``memoryview`` (not picklable by plain pickle) t
 
 from __future__ import annotations
 
+import collections
+import copyreg
 import io
 import mmap
 import os
@@ -131,18 +133,12 @@ def wrap_all(values: list[Any], threshold: int) -> list[Any]:
     return out
 
 
-class _Pickler(pickle.Pickler):
-    dispatch_table = {**__import__("copyreg").dispatch_table, memoryview: _reduce_memoryview}
-
-
 _cloud_pickler: type | None = None
 
 
 def _cloud() -> type:
     global _cloud_pickler
     if _cloud_pickler is None:
-        import collections
-
         import cloudpickle
 
         class CloudPickler(cloudpickle.Pickler):  # type: ignore[misc, name-defined]
@@ -169,10 +165,24 @@ def dumps(obj: Any, by_value: bool = False, threshold: int = THRESHOLD) -> Encod
         big.append(raw)
         return False
 
-    out = io.BytesIO()
-    pickler = (_cloud() if by_value else _Pickler)(out, PROTOCOL, buffer_callback=keep_in_band)
-    pickler.dump(obj)
-    data = out.getvalue()
+    if by_value:
+        out = io.BytesIO()
+        _cloud()(out, PROTOCOL, buffer_callback=keep_in_band).dump(obj)
+        data = out.getvalue()
+    else:
+        try:
+            data = pickle.dumps(obj, PROTOCOL, buffer_callback=keep_in_band)
+        except TypeError as exc:
+            if "memoryview" not in str(exc):
+                raise
+            # Plain pickle refuses memoryviews: once more with them reduced (copyreg's table as it is now,
+            # so reducers registered at any time still apply). The common case above stays all in C.
+            big.clear()
+            out = io.BytesIO()
+            pickler = pickle.Pickler(out, PROTOCOL, buffer_callback=keep_in_band)
+            pickler.dispatch_table = {**copyreg.dispatch_table, memoryview: _reduce_memoryview}
+            pickler.dump(obj)
+            data = out.getvalue()
     if not big:
         return Encoded(data)
     return pack(data, big)
