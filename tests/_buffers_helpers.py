@@ -64,3 +64,10 @@ def send_stray_descriptor() -> None:
     fd = os.memfd_create("stray", os.MFD_CLOEXEC)
     sock.sendmsg([struct.pack("<BQQ", 15, 1, 0)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
     time.sleep(60)
+
+
+def slow_then_echo(pair: tuple[int, Any]) -> Any:
+    i, a = pair
+    if i == 0:
+        time.sleep(1.5)
+    return a

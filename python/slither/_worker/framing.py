@@ -59,7 +59,8 @@ class Channel:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._sock = socket.socket(fileno=fd)
+        # Our own descriptor of the same socket (the socket object closes what it holds): recvmsg and sendmsg.
+        self._sock = socket.socket(fileno=os.dup(fd))
         self._buf = bytearray()
         self._fds: collections.deque[int] = collections.deque()
         self._wlock = threading.Lock()
