@@ -71,3 +71,4 @@ def slow_then_echo(pair: tuple[int, Any]) -> Any:
     if i == 0:
         time.sleep(1.5)
     return a
+

@@ -253,3 +253,23 @@ def test_batches_queued_behind_a_slow_one_keep_their_segments_wherever_they_run(
         assert all((a == i).all() for i, a in enumerate(out))
         del out  # before 3.13 each live result's mapping holds a descriptor of its segment
         assert _memfds() == 0
+
+
+def test_a_segment_that_could_shrink_or_is_short_is_refused_not_mapped():
+    import fcntl
+    import struct
+
+    layout = struct.pack("<I", 1) + struct.pack("<Q", 1 << 20) + pickle.dumps(None)
+    loose = os.memfd_create("loose", os.MFD_CLOEXEC)
+    short = os.memfd_create("short", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(loose, 1 << 20)
+        with pytest.raises(ValueError, match="not sealed"):
+            buffers.loads(layout, loose)
+        os.ftruncate(short, 4096)
+        fcntl.fcntl(short, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+        with pytest.raises(ValueError, match="holds 4,096 bytes"):
+            buffers.loads(layout, short)
+    finally:
+        os.close(loose)
+        os.close(short)

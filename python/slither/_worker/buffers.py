@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import copyreg
+import fcntl
 import io
 import mmap
 import os
@@ -38,6 +39,7 @@ _ALIGN = 64
 _COUNT = struct.Struct("<I")
 _LEN = struct.Struct("<Q")
 _CHUNK = 1 << 30  # one write(2) moves at most ~2 GiB
+_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 
 
 class Segment:
@@ -197,13 +199,15 @@ def pack(data: bytes, buffers: list[memoryview]) -> Encoded:
         head += _LEN.pack(b.nbytes)
         offsets.append(size)
         size += -(-b.nbytes // _ALIGN) * _ALIGN
-    fd = os.memfd_create("slither-payload", os.MFD_CLOEXEC)
+    fd = os.memfd_create("slither-payload", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     segment = Segment(fd, size)
     os.ftruncate(fd, size)
     for b, at in zip(buffers, offsets):
         done = 0
         while done < b.nbytes:
             done += os.pwrite(fd, b[done : done + _CHUNK], at + done)
+    # Its size is fixed from now on: a receiver's mapping can never reach past the end (SIGBUS).
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
     return Encoded(bytes(head) + data, segment)
 
 
@@ -213,6 +217,7 @@ def loads(payload: bytes, fd: int | None, load: Callable[..., Any] = pickle.load
         return load(payload)
     lengths, start = _layout(payload)
     size = sum(-(-n // _ALIGN) * _ALIGN for n in lengths)
+    _check(fd, size)
     whole = _map(fd, size)
     views = []
     at = 0
@@ -221,6 +226,16 @@ def loads(payload: bytes, fd: int | None, load: Callable[..., Any] = pickle.load
         at += -(-n // _ALIGN) * _ALIGN
     del whole
     return load(memoryview(payload)[start:], buffers=views)
+
+
+def _check(fd: int, size: int) -> None:
+    """Refuses a segment that could end under a mapping of ``size`` bytes: unsealed, or too short."""
+    seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    if seals & _SEALS != _SEALS:
+        raise ValueError("the shared-memory segment is not sealed against resizing")
+    actual = os.fstat(fd).st_size
+    if actual < size:
+        raise ValueError(f"the shared-memory segment holds {actual:,} bytes, its payload announces {size:,}")
 
 
 def _layout(payload: bytes) -> tuple[list[int], int]:
@@ -233,6 +248,7 @@ def detach(payload: bytes, fd: int) -> tuple[bytes, list[bytearray]]:
     """The in-band pickle and its buffers read out of the segment, for a transport without segments (Ray,
     whose object store moves large buffers its own way): ``pickle.loads(data, buffers=buffers)``."""
     lengths, start = _layout(payload)
+    _check(fd, sum(-(-n // _ALIGN) * _ALIGN for n in lengths))
     out = []
     at = 0
     for n in lengths:
