@@ -6,8 +6,16 @@
 //!
 //! A frame is judged before its payload is read: an unknown kind or a length over the configured limit can
 //! never make the host allocate or wait for bytes that will not come (see [`check_header`]).
+//!
+//! Large buffers do not travel in the byte stream: a TASK or RESULT_OK frame whose kind has [`WITH_SEGMENT`]
+//! set carries exactly one file descriptor (a memfd holding the payload's out-of-band pickle buffers) as
+//! SCM_RIGHTS ancillary data on the send that begins the frame. The kernel owns the descriptor while it is in
+//! flight, so nothing leaks if either side dies. On Linux a stream `recvmsg` never reads past the end of an
+//! skb that carried descriptors, so a frame's descriptor arrives no later than the frame's first byte.
 
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 /// Host → worker: run a batch (`id` = batch id; payload = pickled task).
 pub const TASK: u8 = 1;
@@ -35,6 +43,9 @@ pub const STORE_REQ: u8 = 15;
 pub const STARTED: u8 = 16;
 /// Worker → host: batch `id` was given back unstarted after a REVOKE.
 pub const REVOKED: u8 = 17;
+
+/// Set on a TASK or RESULT_OK kind: one descriptor (a shared-memory segment) travels with the frame.
+pub const WITH_SEGMENT: u8 = 0x80;
 
 /// Every kind, with its name, for the contract test and for error messages.
 pub const KINDS: &[(&str, u8)] = &[
@@ -102,9 +113,61 @@ pub fn kind_name(kind: u8) -> String {
         .unwrap_or_else(|| format!("unknown kind {kind}"))
 }
 
+/// A shared-memory segment (a memfd) travelling with a frame, shared by every copy of its batch: the
+/// descriptor closes when the last holder drops it.
+#[derive(Debug, Clone)]
+pub struct Segment(Arc<OwnedFd>);
+
+impl Segment {
+    pub fn new(fd: OwnedFd) -> Segment {
+        Segment(Arc::new(fd))
+    }
+
+    /// The segment's size in bytes (0 if the descriptor cannot be inspected).
+    pub fn size(&self) -> u64 {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: the descriptor is open for as long as `self` lives; `st` is a valid out-pointer.
+        if unsafe { libc::fstat(self.0.as_raw_fd(), &mut st) } == 0 {
+            st.st_size as u64
+        } else {
+            0
+        }
+    }
+
+    /// The descriptor, owned by the caller: this one if no other holder is left, else a duplicate.
+    pub fn into_fd(self) -> io::Result<OwnedFd> {
+        Arc::try_unwrap(self.0).or_else(|shared| shared.try_clone())
+    }
+}
+
+impl AsRawFd for Segment {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl PartialEq for Segment {
+    fn eq(&self, other: &Segment) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Splits a kind byte into the kind and whether a segment travels with the frame.
+pub fn split_kind(kind: u8) -> (u8, bool) {
+    (kind & !WITH_SEGMENT, kind & WITH_SEGMENT != 0)
+}
+
 /// Why a header from a worker cannot be valid, judged before its payload is read.
 pub fn check_header(h: &Header, max_frame: u64) -> Result<(), String> {
-    if !FROM_WORKER.contains(&h.kind) {
+    let (kind, segment) = split_kind(h.kind);
+    if segment && kind != RESULT_OK {
+        return Err(format!(
+            "the worker sent a {} frame (id {}) marked as carrying a shared-memory segment; only RESULT_OK may",
+            kind_name(kind),
+            h.id
+        ));
+    }
+    if !FROM_WORKER.contains(&kind) {
         return Err(format!(
             "the worker sent a frame of {} (id {}, {} bytes): not a frame a worker sends; \
              something in the worker wrote to its channel (fd 3)",
@@ -116,7 +179,7 @@ pub fn check_header(h: &Header, max_frame: u64) -> Result<(), String> {
     if h.len > max_frame {
         return Err(format!(
             "the worker announced a {} frame of {} bytes, over max_frame_bytes={}",
-            kind_name(h.kind),
+            kind_name(kind),
             h.len,
             max_frame
         ));

@@ -1,5 +1,7 @@
 //! Per-worker and per-pool statistics, read by the host as one serializable value.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::Serialize;
 
 use crate::pool::Phase;
@@ -32,6 +34,56 @@ pub struct PoolStats {
     pub max_in_flight_seen: usize,
     pub broken: Option<String>,
     pub closed: bool,
+    pub transfers: TransferStats,
+}
+
+/// Payloads by the path they took, since the pool started. "sent" is host → worker (items, call
+/// arguments), "received" is worker → host (results). A payload whose large buffers travelled in a
+/// shared-memory segment counts under `shared` (with the segment's bytes; its small in-band pickle is not
+/// counted); every other payload under `inband` (with its frame's bytes).
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
+pub struct TransferStats {
+    pub sent_inband: u64,
+    pub sent_inband_bytes: u64,
+    pub sent_shared: u64,
+    pub sent_shared_bytes: u64,
+    pub received_inband: u64,
+    pub received_inband_bytes: u64,
+    pub received_shared: u64,
+    pub received_shared_bytes: u64,
+}
+
+/// The live counters behind [`TransferStats`].
+#[derive(Debug, Default)]
+pub struct Transfers {
+    counters: [AtomicU64; 8],
+}
+
+impl Transfers {
+    /// Counts one payload: `sent` (host → worker) or received; `segment` is the shared segment's size, if any.
+    pub fn count(&self, sent: bool, frame_bytes: u64, segment: Option<u64>) {
+        let base = if sent { 0 } else { 4 };
+        let (slot, bytes) = match segment {
+            None => (base, frame_bytes),
+            Some(size) => (base + 2, size),
+        };
+        self.counters[slot].fetch_add(1, Ordering::Relaxed);
+        self.counters[slot + 1].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> TransferStats {
+        let c = |i: usize| self.counters[i].load(Ordering::Relaxed);
+        TransferStats {
+            sent_inband: c(0),
+            sent_inband_bytes: c(1),
+            sent_shared: c(2),
+            sent_shared_bytes: c(3),
+            received_inband: c(4),
+            received_inband_bytes: c(5),
+            received_shared: c(6),
+            received_shared_bytes: c(7),
+        }
+    }
 }
 
 /// Resident and peak resident memory of a process, in bytes, from /proc (Linux).

@@ -24,6 +24,7 @@ from typing import Any
 
 from slither import errors
 from slither._decode import single_result
+from slither._worker.buffers import Encoded
 
 _POLL_S = 0.1  # how soon the collector notices stop(); it waits with the GIL released
 _JOIN_S = 5.0  # bound on joining the collector (a user done-callback could block it)
@@ -35,13 +36,13 @@ class Calls:
         self._window = window
         self._run = core.new_run()
         self._cond = threading.Condition()
-        self._pending: collections.deque[tuple[Future[Any], bytes, str, float | None]] = collections.deque()
+        self._pending: collections.deque[tuple[Future[Any], Encoded, str, float | None]] = collections.deque()
         self._live: dict[int, tuple[Future[Any], str]] = {}
         self._tag = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    def submit(self, payload: bytes, name: str, timeout: float | None = None) -> Future[Any]:
+    def submit(self, payload: Encoded, name: str, timeout: float | None = None) -> Future[Any]:
         """Queues one call (``timeout``: seconds from when a worker starts it); its future, pending."""
         fut: Future[Any] = Future()
         with self._cond:
@@ -64,10 +65,12 @@ class Calls:
                 continue  # cancelled while pending: it never runs
             self._tag += 1
             try:
-                self._core.submit(self._run, self._tag, payload, 1, timeout, None)
+                self._core.submit(self._run, self._tag, payload.data, 1, timeout, None, payload.fd)
             except BaseException as exc:
                 failed.append((fut, exc))
                 continue
+            finally:
+                payload.release()
             self._live[self._tag] = (fut, name)
         self._cond.notify_all()
         return failed

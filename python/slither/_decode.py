@@ -2,7 +2,8 @@
 
 ::
 
-    Completion(kind, data) ─▶ "ok":   pickled results, or (results, {position: error description})
+    Completion(kind, data) ─▶ "ok":   pickled results, or (results, {position: error description});
+                           │         large buffers in ``c.segment`` (mapped, not copied: ``_worker/buffers.py``)
                            ├─▶ "err":  one error description for the whole batch (its "kind" says why)
                            └─▶ crashed / timeout / session_lost / aborted: the core's own verdict
 
@@ -15,13 +16,15 @@ the program, stop an iteration or pose as a Ctrl-C.
 
 from __future__ import annotations
 
+import os
 import pickle
 from typing import TYPE_CHECKING, Any
 
 from slither import errors
+from slither._worker import buffers
 
 if TYPE_CHECKING:
-    from slither._slither import Completion
+    from slither._slither import Completion, Segment
 
 Info = dict[str, Any]
 
@@ -36,9 +39,20 @@ def where(worker: int | None, pid: int | None, batch: int | None = None) -> str:
     return text if batch is None else f"{text}, batch {batch}"
 
 
-def reply(data: bytes) -> tuple[list[Any] | Any, dict[int, Info]]:
+def loads(data: bytes, segment: Segment | None = None) -> Any:
+    """An "ok" completion's value: its large buffers mapped from ``segment`` (whose descriptor is consumed)."""
+    if segment is None:
+        return pickle.loads(data)
+    fd = segment.take()
+    try:
+        return buffers.loads(data, fd)
+    finally:
+        os.close(fd)
+
+
+def reply(data: bytes, segment: Segment | None = None) -> tuple[list[Any] | Any, dict[int, Info]]:
     """An "ok" completion's results and its per-item error descriptions (by position in the batch)."""
-    value = pickle.loads(data)
+    value = loads(data, segment)
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
         return value[0], value[1]
     return value, {}
@@ -170,7 +184,7 @@ def single_result(c: Completion, fn_name: str, pinned: bool = False) -> Any:
     """The value of a one-call batch's completion, or the exception it stands for, raised."""
     if c.kind == "ok":
         try:
-            return pickle.loads(c.data)
+            return loads(c.data, getattr(c, "segment", None))
         except Exception as exc:
             raise errors.SerializationError(
                 f"the result of {fn_name} cannot be unpickled in the host: {safe_str(exc)}") from exc

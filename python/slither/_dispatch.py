@@ -104,7 +104,8 @@ class Engine:
                 return
         self.live[batch.tag] = batch
         try:
-            self.core.submit(self.run, batch.tag, payload, len(batch.items), self.timeout, self.pin)
+            self.core.submit(self.run, batch.tag, payload.data, len(batch.items), self.timeout, self.pin, payload.fd)
+            payload.release()
         except errors.SerializationError as exc:
             # Over the pool's max_frame_bytes: these items cannot travel; the rest of the run goes on.
             del self.live[batch.tag]
@@ -119,7 +120,7 @@ class Engine:
             del self.live[batch.tag]
             raise
 
-    def _drop_unpicklable(self, batch: Batch, ready: list[Entry]) -> bytes | None:
+    def _drop_unpicklable(self, batch: Batch, ready: list[Entry]) -> _payload.Encoded | None:
         """Fails the items that will not pickle (each on its own) and returns the payload of the rest."""
         good_idx: list[int] = []
         good: list[Any] = []
@@ -167,7 +168,7 @@ class Engine:
 
     def _completed_ok(self, c: Completion, batch: Batch, ready: list[Entry]) -> None:
         try:
-            values, item_errors = _decode.reply(c.data)
+            values, item_errors = _decode.reply(c.data, c.segment)
         except Exception as exc:
             err = errors.SerializationError(
                 f"the result of batch {c.batch} from {_decode.where(c.worker, c.pid)} cannot be unpickled in the "

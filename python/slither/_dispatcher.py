@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, overload
 from slither import _config, _decode, _payload, errors
 from slither._dispatch import Engine
 from slither._functions import describe, function_ref
+from slither._payload import Encoded
 from slither.batching import Batching, resolve_batching
 from slither.outcome import Outcome, Reply
 
@@ -146,7 +147,7 @@ class Dispatcher:
                 failures.append(failure)
         return Outcome(results=results, failures=failures, stats=engine.stats(), indices=indices)
 
-    def call_payload(self, fn: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    def call_payload(self, fn: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Encoded:
         """One call pickled; SerializationError names the argument that will not pickle."""
         ref = function_ref(fn)
         name = describe(fn)
@@ -161,7 +162,10 @@ class Dispatcher:
         payload = self.call_payload(fn, args, kwargs)
         run = self.core.new_run()
         with self.running():
-            self.core.submit(run, 0, payload, 1, timeout, pin)
+            try:
+                self.core.submit(run, 0, payload.data, 1, timeout, pin, payload.fd)
+            finally:
+                payload.release()
             try:
                 c = run.next(None)
             except BaseException:
@@ -177,8 +181,11 @@ class Dispatcher:
         run = self.core.new_run()
         replies: dict[int, Reply] = {}
         with self.running():
-            for index, generation in targets:
-                self.core.submit(run, index, payload, 1, None, (index, generation))
+            try:
+                for index, generation in targets:
+                    self.core.submit(run, index, payload.data, 1, None, (index, generation), payload.fd)
+            finally:
+                payload.release()
             try:
                 while len(replies) < len(targets):
                     c = run.next(None)

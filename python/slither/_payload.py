@@ -4,6 +4,10 @@ Plain pickle first (fast, by reference). A class or function defined in the host
 or a notebook) pickles by reference there but cannot be found by name in a worker, so a payload that
 mentions ``__main__`` beyond what its function reference already does is pickled again with cloudpickle,
 which sends such objects by value. The check is one substring count over the pickled bytes.
+
+Protocol 5: large buffers (numpy arrays, large bytes/bytearray items or arguments, memoryviews...) leave the
+pickle for one shared-memory segment that travels with the frame (``_worker/buffers.py``); a payload is an
+:class:`Encoded` (frame bytes and segment), given to ``PoolCore.submit`` as ``data`` and ``fd``.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-import cloudpickle
-
 from slither import errors
 from slither._decode import safe_str
+from slither._worker import buffers
+from slither._worker.buffers import Encoded
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 _MAIN = b"__main__"
@@ -25,20 +29,27 @@ def ref_mentions(ref: tuple[str, Any]) -> int:
     return pickle.dumps(ref, PROTOCOL).count(_MAIN)
 
 
-def dumps(task: tuple[Any, ...], ref_hits: int = 0) -> bytes:
-    """``task`` pickled so that a worker can load it; raises what pickling raised if nothing works."""
+def dumps(task: tuple[Any, ...], ref_hits: int = 0) -> Encoded:
+    """``task`` (``(fn_ref, mode, items)``) pickled so that a worker can load it; raises what pickling raised
+    if nothing works."""
+    if len(task) == 3 and type(task[2]) is list:
+        ref, mode, data = task
+        if mode == "call":
+            data = [(tuple(buffers.wrap_all(list(a), buffers.THRESHOLD)),
+                     {k: buffers.wrap(v, buffers.THRESHOLD) for k, v in kw.items()}) for a, kw in data]
+        task = (ref, mode, buffers.wrap_all(data, buffers.THRESHOLD))
     try:
-        payload = pickle.dumps(task, PROTOCOL)
+        payload = buffers.dumps(task)
     except Exception:
         # Lambdas and local classes among the data: only cloudpickle can send them.
-        return cloudpickle.dumps(task, protocol=PROTOCOL)
-    if payload.count(_MAIN) > ref_hits:
-        return cloudpickle.dumps(task, protocol=PROTOCOL)
+        return buffers.dumps(task, by_value=True)
+    if payload.data.count(_MAIN) > ref_hits:
+        return buffers.dumps(task, by_value=True)
     return payload
 
 
 def call_payload(ref: tuple[str, Any], fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 ref_hits: int = 0) -> bytes:
+                 ref_hits: int = 0) -> Encoded:
     """A single call's payload; raises SerializationError naming the argument that will not pickle."""
     try:
         return dumps((ref, "call", [(args, kwargs)]), ref_hits)

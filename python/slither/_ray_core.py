@@ -29,6 +29,7 @@ import ray
 
 from slither import errors
 from slither._native import _slither
+from slither._worker.buffers import detach
 from slither._worker.execute import execute
 from slither._worker.loop import apply_init
 
@@ -59,10 +60,10 @@ class _WorkerActor:
         transport = (lambda p: ray.get(store.request.remote(p))) if store is not None else None
         self.max_result_bytes = apply_init(spec, transport)
 
-    def run(self, body: bytes) -> tuple[bool, bytes, int]:
+    def run(self, body: bytes, buffers: list[Any] | None = None) -> tuple[bool, bytes, int]:
         # The pid tells the host whether Ray restarted this actor since it last looked (its state is new).
-        ok, payload = execute(body, self.max_result_bytes)
-        return ok, payload, os.getpid()
+        ok, payload = execute(body, self.max_result_bytes, buffers=buffers)
+        return ok, payload.data, os.getpid()
 
     def hello(self) -> dict[str, Any]:
         gil = getattr(sys, "_is_gil_enabled", lambda: True)()
@@ -203,7 +204,10 @@ class RayCore:
         return run
 
     def submit(self, run: RayRun, tag: int, payload: bytes, items: int, timeout: float | None = None,
-               pin: tuple[int, int] | None = None) -> int:
+               pin: tuple[int, int] | None = None, segment: int | None = None) -> int:
+        # Ray moves large buffers through its own object store: a payload's shared-memory segment is read
+        # back into buffers that travel beside the pickle.
+        task = (payload, None) if segment is None else detach(payload, segment)
         if self._stopped:
             raise errors.PoolClosed("the pool is closed")
         if timeout is not None and not timeout > 0:
@@ -219,13 +223,13 @@ class RayCore:
             self._max_seen = max(self._max_seen, self._outstanding)
             batch = next(self._batch_ids)
         self._send(run, _Pending(batch=batch, tag=tag, slot=slot.index, pid=slot.pid, started=time.monotonic(),
-                                 timeout=timeout, generation=slot.generation, items=items, payload=payload,
+                                 timeout=timeout, generation=slot.generation, items=items, payload=task,
                                  pinned=pin is not None))
         return batch
 
     def _send(self, run: RayRun, p: _Pending) -> None:
         slot = self._slots[p.slot]
-        ref = slot.actor.run.remote(p.payload)
+        ref = slot.actor.run.remote(*p.payload)
         with self._lock:
             slot.pending += 1
             if not slot.queue:

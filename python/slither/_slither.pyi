@@ -15,6 +15,7 @@ __all__ = [
     "PoolStats",
     "ProtocolError",
     "RunCore",
+    "Segment",
     "SerializationError",
     "SessionLost",
     "SlitherError",
@@ -22,6 +23,7 @@ __all__ = [
     "StoreCore",
     "StoreError",
     "TaskError",
+    "TransferStats",
     "WorkerCrashed",
     "WorkerInfo",
     "WorkerStats",
@@ -58,6 +60,7 @@ class Completion:
     signal: str | None
     duration: float
     started: bool
+    segment: Segment | None
     def __new__(
         cls,
         batch: int,
@@ -71,6 +74,14 @@ class Completion:
         duration: float = 0.0,
         started: bool = True,
     ) -> Completion: ...
+
+@final
+class Segment:
+    """A received shared-memory segment's descriptor, owned (closed when dropped unless taken)."""
+
+    def take(self) -> int: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
 
 @final
 class RunCore:
@@ -132,10 +143,30 @@ class PoolStats:
     max_in_flight_seen: int
     broken: str | None
     closed: bool
+    transfers: TransferStats
     def __new__(
         cls, *, workers: list[WorkerStats], queued: int = 0, in_flight: int = 0, max_in_flight_seen: int = 0,
-        broken: str | None = None, closed: bool = False,
+        broken: str | None = None, closed: bool = False, transfers: TransferStats | None = None,
     ) -> PoolStats: ...
+
+@final
+class TransferStats:
+    """Payloads by path since the pool started: in the frame (inband) or in a shared-memory segment (shared);
+    sent = host to worker, received = worker to host; bytes in the frame or the segment."""
+
+    sent_inband: int
+    sent_inband_bytes: int
+    sent_shared: int
+    sent_shared_bytes: int
+    received_inband: int
+    received_inband_bytes: int
+    received_shared: int
+    received_shared_bytes: int
+    def __new__(
+        cls, *, sent_inband: int = 0, sent_inband_bytes: int = 0, sent_shared: int = 0, sent_shared_bytes: int = 0,
+        received_inband: int = 0, received_inband_bytes: int = 0, received_shared: int = 0,
+        received_shared_bytes: int = 0,
+    ) -> TransferStats: ...
 
 @final
 class PoolCore:
@@ -150,6 +181,7 @@ class PoolCore:
         items: int,
         timeout: float | None = None,
         pin: tuple[int, int] | None = None,
+        segment: int | None = None,
     ) -> int: ...
     def cancel(self, run: RunCore) -> None: ...
     def open_session(self, timeout: float = 60.0) -> tuple[int, int]: ...

@@ -1,13 +1,16 @@
 //! `PoolCore` and `RunCore`: frozen handles over the core pool. Payloads cross as bytes; configuration and
 //! telemetry events cross with pythonize; completions and statistics as frozen pyclasses.
 
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use pythonize::{depythonize, pythonize};
-use std::sync::Arc;
+use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use slither_core::pool::{Job, Outcome, Pin, Pool, Run};
+use slither_core::protocol::Segment as CoreSegment;
 use slither_core::PoolConfig;
 
 use crate::errors::{config_err, to_pyerr};
@@ -43,6 +46,52 @@ pub struct Completion {
     signal: Option<String>,
     duration: f64,
     started: bool,
+    /// The shared-memory segment holding the result's large buffers ("ok" only), else None.
+    segment: Option<Py<Segment>>,
+}
+
+/// A received shared-memory segment's descriptor, owned: closed when this object is dropped, unless
+/// `take()` handed it over first. Never a bare int, so a completion nobody decodes leaks nothing.
+#[pyclass(frozen, module = "slither._slither")]
+pub struct Segment {
+    fd: Mutex<Option<OwnedFd>>,
+}
+
+impl Segment {
+    fn owned(fd: OwnedFd) -> Segment {
+        Segment {
+            fd: Mutex::new(Some(fd)),
+        }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<OwnedFd>> {
+        self.fd.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[pymethods]
+impl Segment {
+    /// The descriptor, now owned by the caller (who must close it). Raises ValueError if already taken.
+    fn take(&self) -> PyResult<i32> {
+        match self.slot().take() {
+            Some(fd) => Ok(fd.into_raw_fd()),
+            None => Err(PyValueError::new_err("the segment's descriptor was already taken")),
+        }
+    }
+
+    /// The descriptor (still owned by this object), or -1 once taken or closed.
+    fn fileno(&self) -> i32 {
+        self.slot().as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    }
+
+    /// Closes the descriptor now (idempotent).
+    fn close(&self) {
+        self.slot().take();
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Segment(fd={})", self.fileno())
+    }
 }
 
 #[pymethods]
@@ -74,6 +123,7 @@ impl Completion {
             signal,
             duration,
             started,
+            segment: None,
         }
     }
 
@@ -125,7 +175,11 @@ impl PoolCore {
     }
 
     /// Queues one batch; never waits for a worker. Returns the pool-wide batch id.
-    #[pyo3(signature = (run, tag, payload, items, timeout=None, pin=None))]
+    ///
+    /// `segment`: a descriptor of a shared-memory segment (memfd) holding the payload's large buffers; the
+    /// core keeps its own duplicate until the batch completes, so the caller may close its own at once.
+    #[pyo3(signature = (run, tag, payload, items, timeout=None, pin=None, segment=None))]
+    #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
         run: &Bound<'_, RunCore>,
@@ -134,7 +188,18 @@ impl PoolCore {
         items: u32,
         timeout: Option<f64>,
         pin: Option<(usize, u64)>,
+        segment: Option<i32>,
     ) -> PyResult<u64> {
+        let segment = match segment {
+            None => None,
+            Some(fd) if fd < 0 => return Err(PyValueError::new_err(format!("segment must be a descriptor, got {fd}"))),
+            // SAFETY: the caller keeps `fd` open for this call; we only duplicate it.
+            Some(fd) => Some(CoreSegment::new(
+                unsafe { BorrowedFd::borrow_raw(fd) }
+                    .try_clone_to_owned()
+                    .map_err(|e| PyOSError::new_err(format!("cannot duplicate segment descriptor {fd}: {e}")))?,
+            )),
+        };
         if let Some(t) = timeout {
             if !(t > 0.0 && t.is_finite()) {
                 return Err(config_err(format!(
@@ -145,6 +210,7 @@ impl PoolCore {
         let job = Job {
             tag,
             payload: Arc::new(payload),
+            segment,
             items,
             timeout: timeout.map(Duration::from_secs_f64),
             pin: pin.map(|(worker, generation)| Pin { worker, generation }),
@@ -273,8 +339,16 @@ impl RunCore {
         };
         let Some(c) = got else { return Ok(None) };
         let none = py.None();
+        let mut segment = None;
         let (kind, data, exit_code, signal): (&str, Py<PyAny>, Option<i32>, Option<String>) = match c.outcome {
             Outcome::Ok(b) => ("ok", PyBytes::new(py, &b).into_any().unbind(), None, None),
+            Outcome::OkShared(b, seg) => {
+                let fd = seg
+                    .into_fd()
+                    .map_err(|e| PyOSError::new_err(format!("cannot keep a result segment: {e}")))?;
+                segment = Some(Py::new(py, Segment::owned(fd))?);
+                ("ok", PyBytes::new(py, &b).into_any().unbind(), None, None)
+            }
             Outcome::Err(b) => ("err", PyBytes::new(py, &b).into_any().unbind(), None, None),
             Outcome::Crashed { exit_code, signal } => ("crashed", none, exit_code, signal),
             Outcome::Timeout { seconds } => ("timeout", seconds.into_pyobject(py)?.into_any().unbind(), None, None),
@@ -293,6 +367,7 @@ impl RunCore {
             signal,
             duration: c.duration,
             started: c.started,
+            segment,
         }))
     }
 
@@ -319,6 +394,7 @@ fn protocol<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         k.set_item(*name, *number)?;
     }
     d.set_item("kinds", k)?;
+    d.set_item("segment_flag", slither_core::protocol::WITH_SEGMENT)?;
     d.set_item("max_frame_bytes", slither_core::protocol::DEFAULT_MAX_FRAME)?;
     Ok(d)
 }
@@ -328,5 +404,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PoolCore>()?;
     m.add_class::<RunCore>()?;
     m.add_class::<Completion>()?;
+    m.add_class::<Segment>()?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use pyo3::prelude::*;
 
 use slither_core::pool::WorkerInfo as CoreInfo;
-use slither_core::stats::{PoolStats as CorePool, WorkerStats as CoreWorker};
+use slither_core::stats::{PoolStats as CorePool, TransferStats as CoreTransfers, WorkerStats as CoreWorker};
 
 fn phase(p: slither_core::pool::Phase) -> String {
     serde_json::to_value(p)
@@ -179,9 +179,86 @@ impl From<CoreWorker> for WorkerStats {
     }
 }
 
+/// Payloads by the path they took since the pool started. `sent_*`: host → worker (items, call arguments);
+/// `received_*`: worker → host (results). `*_shared`: payloads whose large pickle buffers travelled in a
+/// shared-memory segment (bytes: the segments' sizes); `*_inband`: payloads entirely in the frame (bytes:
+/// the frames' payload sizes).
+#[pyclass(frozen, get_all, eq, from_py_object, module = "slither._slither")]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransferStats {
+    pub sent_inband: u64,
+    pub sent_inband_bytes: u64,
+    pub sent_shared: u64,
+    pub sent_shared_bytes: u64,
+    pub received_inband: u64,
+    pub received_inband_bytes: u64,
+    pub received_shared: u64,
+    pub received_shared_bytes: u64,
+}
+
+#[pymethods]
+impl TransferStats {
+    #[new]
+    #[pyo3(signature = (*, sent_inband=0, sent_inband_bytes=0, sent_shared=0, sent_shared_bytes=0,
+                        received_inband=0, received_inband_bytes=0, received_shared=0, received_shared_bytes=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        sent_inband: u64,
+        sent_inband_bytes: u64,
+        sent_shared: u64,
+        sent_shared_bytes: u64,
+        received_inband: u64,
+        received_inband_bytes: u64,
+        received_shared: u64,
+        received_shared_bytes: u64,
+    ) -> Self {
+        TransferStats {
+            sent_inband,
+            sent_inband_bytes,
+            sent_shared,
+            sent_shared_bytes,
+            received_inband,
+            received_inband_bytes,
+            received_shared,
+            received_shared_bytes,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "TransferStats(sent_inband={}, sent_inband_bytes={}, sent_shared={}, sent_shared_bytes={}, \
+             received_inband={}, received_inband_bytes={}, received_shared={}, received_shared_bytes={})",
+            self.sent_inband,
+            self.sent_inband_bytes,
+            self.sent_shared,
+            self.sent_shared_bytes,
+            self.received_inband,
+            self.received_inband_bytes,
+            self.received_shared,
+            self.received_shared_bytes
+        )
+    }
+}
+
+impl From<CoreTransfers> for TransferStats {
+    fn from(t: CoreTransfers) -> Self {
+        TransferStats {
+            sent_inband: t.sent_inband,
+            sent_inband_bytes: t.sent_inband_bytes,
+            sent_shared: t.sent_shared,
+            sent_shared_bytes: t.sent_shared_bytes,
+            received_inband: t.received_inband,
+            received_inband_bytes: t.received_inband_bytes,
+            received_shared: t.received_shared,
+            received_shared_bytes: t.received_shared_bytes,
+        }
+    }
+}
+
 /// The pool now: `workers` (one `WorkerStats` per slot); `queued`: batches waiting in the core for room on a
 /// worker; `in_flight`: batches written to workers and not answered; `max_in_flight_seen`: the most batches
-/// ever outstanding at once, pool-wide; `broken`: why the pool broke, if it did; `closed`: no new work.
+/// ever outstanding at once, pool-wide; `broken`: why the pool broke, if it did; `closed`: no new work;
+/// `transfers`: payloads by path (frame or shared-memory segment), see `TransferStats`.
 #[pyclass(frozen, get_all, module = "slither._slither")]
 pub struct PoolStats {
     pub workers: Vec<WorkerStats>,
@@ -190,12 +267,15 @@ pub struct PoolStats {
     pub max_in_flight_seen: usize,
     pub broken: Option<String>,
     pub closed: bool,
+    pub transfers: TransferStats,
 }
 
 #[pymethods]
 impl PoolStats {
     #[new]
-    #[pyo3(signature = (*, workers, queued=0, in_flight=0, max_in_flight_seen=0, broken=None, closed=false))]
+    #[pyo3(signature = (*, workers, queued=0, in_flight=0, max_in_flight_seen=0, broken=None, closed=false,
+                        transfers=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         workers: Vec<WorkerStats>,
         queued: usize,
@@ -203,6 +283,7 @@ impl PoolStats {
         max_in_flight_seen: usize,
         broken: Option<String>,
         closed: bool,
+        transfers: Option<TransferStats>,
     ) -> Self {
         PoolStats {
             workers,
@@ -211,6 +292,7 @@ impl PoolStats {
             max_in_flight_seen,
             broken,
             closed,
+            transfers: transfers.unwrap_or_default(),
         }
     }
 
@@ -236,6 +318,7 @@ impl From<CorePool> for PoolStats {
             max_in_flight_seen: p.max_in_flight_seen,
             broken: p.broken,
             closed: p.closed,
+            transfers: p.transfers.into(),
         }
     }
 }
@@ -244,5 +327,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<WorkerInfo>()?;
     m.add_class::<WorkerStats>()?;
     m.add_class::<PoolStats>()?;
+    m.add_class::<TransferStats>()?;
     Ok(())
 }

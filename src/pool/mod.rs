@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
+use crate::protocol::Segment;
 use crate::stats::PoolStats;
+use crate::stats::Transfers;
 use crate::store::Store;
 use outbox::Outbox;
 use reaper::Reaper;
@@ -46,6 +48,9 @@ pub struct Job {
     /// The caller's own key for this batch (e.g. its position in the run).
     pub tag: u64,
     pub payload: Arc<Vec<u8>>,
+    /// The shared-memory segment holding the payload's large buffers, sent with every copy of the TASK frame
+    /// and kept open until the batch completes (a batch taken back is re-sent with it).
+    pub segment: Option<Segment>,
     /// Number of items in the batch, for statistics.
     pub items: u32,
     pub timeout: Option<Duration>,
@@ -63,6 +68,8 @@ pub struct Pin {
 pub enum Outcome {
     /// The worker's RESULT_OK payload.
     Ok(Vec<u8>),
+    /// A RESULT_OK payload whose large buffers came in a shared-memory segment.
+    OkShared(Vec<u8>, Segment),
     /// The worker's RESULT_ERR payload (a pickled error description).
     Err(Vec<u8>),
     /// The worker process died while running this batch.
@@ -162,6 +169,8 @@ pub(crate) struct Shared {
     pub events: EventBus,
     reaper: Mutex<Option<Reaper>>,
     supervisor: OnceLock<ThreadId>,
+    /// Payloads by path (in the frame, or in a shared-memory segment), both ways.
+    pub transfers: Transfers,
 }
 
 impl Shared {
@@ -189,11 +198,12 @@ impl Shared {
                         kind,
                         id,
                         payload,
+                        segment,
                     } => {
                         let io = self.io(worker);
                         if io.generation == generation {
                             if let Some(o) = &io.outbox {
-                                o.send(kind, id, payload);
+                                o.send_with(kind, id, payload, segment);
                             }
                         }
                     }
@@ -289,6 +299,7 @@ impl Pool {
             events: EventBus::default(),
             reaper: Mutex::new(None),
             supervisor: OnceLock::new(),
+            transfers: Transfers::default(),
         });
         let sup = shared.clone();
         let handle = std::thread::Builder::new()
@@ -404,7 +415,8 @@ impl Pool {
             });
         }
         let rs = run.shared.clone();
-        self.shared.apply(|s, fx| {
+        let (bytes, shared) = (job.payload.len() as u64, job.segment.as_ref().map(Segment::size));
+        let id = self.shared.apply(|s, fx| {
             self.usable(s)?;
             if let Some(pin) = job.pin {
                 if pin.worker >= s.slots.len() {
@@ -420,7 +432,9 @@ impl Pool {
             let n = rs.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
             rs.max_seen.fetch_max(n, Ordering::AcqRel);
             Ok(s.submit(job, rs, fx))
-        })
+        })?;
+        self.shared.transfers.count(true, bytes, shared);
+        Ok(id)
     }
 
     /// Cancels a run: its completions stop, its batches that no worker has started are dropped, and a worker
@@ -481,7 +495,9 @@ impl Pool {
     pub fn stats(&self) -> Result<PoolStats> {
         self.owned()?;
         runtime::sample_memory(&self.shared, false);
-        Ok(self.shared.lock().stats(Instant::now()))
+        let mut stats = self.shared.lock().stats(Instant::now());
+        stats.transfers = self.shared.transfers.snapshot();
+        Ok(stats)
     }
 
     pub fn events(&self) -> &EventBus {

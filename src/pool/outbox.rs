@@ -5,6 +5,9 @@
 //! latency path. What the socket does not take now waits in the queue; the worker's writer task on the
 //! supervisor's runtime finishes it when the socket becomes writable. Frames are queued under one mutex, so
 //! their order on the wire is the order they were sent in (the scheduler sends while holding its own lock).
+//!
+//! A frame with a shared-memory segment has the segment's descriptor attached (SCM_RIGHTS) to the first
+//! `sendmsg` that writes any of its bytes, so the descriptor reaches the worker with the frame's first byte.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
@@ -12,11 +15,13 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::protocol::{encode_header, HEADER_LEN};
+use crate::protocol::{encode_header, Segment, HEADER_LEN, WITH_SEGMENT};
 
 struct Pending {
     header: [u8; HEADER_LEN],
     payload: Arc<Vec<u8>>,
+    /// Attached to the frame's first write, then dropped here (the batch keeps its own handle).
+    segment: Option<Segment>,
     /// Bytes of header and payload already written.
     done: usize,
 }
@@ -66,13 +71,20 @@ impl Outbox {
 
     /// Queues one frame behind every frame sent before it, writing what the socket takes now.
     pub fn send(&self, kind: u8, id: u64, payload: Arc<Vec<u8>>) {
+        self.send_with(kind, id, payload, None)
+    }
+
+    /// [`Outbox::send`], with a shared-memory segment travelling with the frame (its kind is marked).
+    pub fn send_with(&self, kind: u8, id: u64, payload: Arc<Vec<u8>>, segment: Option<Segment>) {
         let mut q = self.lock();
         if q.closed {
             return;
         }
+        let kind = if segment.is_some() { kind | WITH_SEGMENT } else { kind };
         q.frames.push_back(Pending {
             header: encode_header(kind, id, payload.len() as u64),
             payload,
+            segment,
             done: 0,
         });
         if q.frames.len() == 1 {
@@ -123,6 +135,22 @@ fn flush(fd: RawFd, q: &mut Queue) -> Flushed {
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
         msg.msg_iovlen = 2;
+        // Room for one descriptor's control message, aligned for cmsghdr.
+        let mut control = [0u64; 4];
+        if let Some(segment) = &p.segment {
+            let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+            debug_assert!(space <= std::mem::size_of_val(&control));
+            msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+            msg.msg_controllen = space as _;
+            // SAFETY: msg_control points at `space` writable, aligned bytes, enough for one cmsghdr and one fd.
+            unsafe {
+                let cmsg = libc::CMSG_FIRSTHDR(&msg);
+                (*cmsg).cmsg_level = libc::SOL_SOCKET;
+                (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, segment.as_raw_fd());
+            }
+        }
         let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
         if n < 0 {
             let err = std::io::Error::last_os_error();
@@ -137,6 +165,9 @@ fn flush(fd: RawFd, q: &mut Queue) -> Flushed {
             }
         }
         p.done += n as usize;
+        if n > 0 {
+            p.segment = None;
+        }
         if p.done >= p.len() {
             q.frames.pop_front();
         }

@@ -30,6 +30,7 @@ use super::{Completion, Job, Outcome, RunShared};
 use crate::config::PoolConfig;
 use crate::events::Event;
 use crate::protocol;
+use crate::protocol::Segment;
 use crate::stats::{PoolStats, WorkerStats};
 
 /// A batch the core holds, not yet answered.
@@ -120,6 +121,8 @@ pub(crate) enum Effect {
         kind: u8,
         id: u64,
         payload: Arc<Vec<u8>>,
+        /// Sent with the frame (SCM_RIGHTS), if the payload's buffers live in a shared-memory segment.
+        segment: Option<Segment>,
     },
     /// Hand a completion to its run.
     Deliver {
@@ -382,6 +385,7 @@ impl Sched {
             kind: protocol::TASK,
             id: q.batch,
             payload: q.job.payload.clone(),
+            segment: q.job.segment.clone(),
         });
         slot.sent.push_back(Sent {
             q,
@@ -416,6 +420,7 @@ impl Sched {
                             kind: protocol::REVOKE,
                             id: s.q.batch,
                             payload: Arc::new(Vec::new()),
+                            segment: None,
                         });
                     }
                     _ => {}
@@ -481,6 +486,7 @@ impl Sched {
             kind: protocol::INIT,
             id: 0,
             payload: self.init_payload.clone(),
+            segment: None,
         });
     }
 
@@ -555,7 +561,7 @@ impl Sched {
         slot.batches += 1;
         slot.batches_this_process += 1;
         slot.items += s.q.job.items as u64;
-        let ok = matches!(outcome, Outcome::Ok(_));
+        let ok = matches!(outcome, Outcome::Ok(_) | Outcome::OkShared(..));
         if !ok {
             slot.failures += 1;
         }
@@ -918,6 +924,7 @@ impl Sched {
                         kind: protocol::REVOKE,
                         id: s.q.batch,
                         payload: Arc::new(Vec::new()),
+                        segment: None,
                     });
                 }
             }
@@ -995,6 +1002,7 @@ impl Sched {
                 kind: protocol::SHUTDOWN,
                 id: 0,
                 payload: Arc::new(Vec::new()),
+                segment: None,
             });
         }
     }
@@ -1084,6 +1092,7 @@ impl Sched {
                     kind: protocol::SHUTDOWN,
                     id: 0,
                     payload: Arc::new(Vec::new()),
+                    segment: None,
                 });
             }
         }
@@ -1154,6 +1163,7 @@ impl Sched {
             max_in_flight_seen: self.max_outstanding,
             broken: self.broken.clone(),
             closed: self.closing,
+            transfers: Default::default(),
         }
     }
 }

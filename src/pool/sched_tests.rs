@@ -24,6 +24,7 @@ fn job(tag: u64) -> Job {
     Job {
         tag,
         payload: Arc::new(vec![tag as u8]),
+        segment: None,
         items: 1,
         timeout: None,
         pin: None,

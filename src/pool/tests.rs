@@ -62,6 +62,7 @@ fn job(tag: u64, payload: Arc<Vec<u8>>) -> Job {
     Job {
         tag,
         payload,
+        segment: None,
         items: 1,
         timeout: None,
         pin: None,

@@ -9,10 +9,14 @@
 //! A frame is judged by its header before its payload is read (`protocol::check_header`): a worker that
 //! writes garbage on its channel is killed and replaced at once, and never makes the host wait for, or
 //! allocate, bytes that will not come.
+//!
+//! The socket is read with `recvmsg`, never `read` (which would drop descriptors): a RESULT_OK frame may bring
+//! a shared-memory segment's descriptor. Descriptors wait in a queue until the header that claims them is
+//! parsed; a frame whose descriptor did not come, or a descriptor no frame claims, is a protocol violation.
 
 use std::collections::VecDeque;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,7 +28,7 @@ use super::outbox::{Flushed, Outbox};
 use super::sched::{Exit, Hello};
 use super::spawn::{has_exited, Spawned};
 use super::{Outcome, Shared};
-use crate::protocol::{self, check_header, decode_header, Header, HEADER_LEN};
+use crate::protocol::{self, check_header, decode_header, split_kind, Header, Segment, HEADER_LEN};
 
 /// The last lines a worker wrote to stderr, for the message when it fails to start.
 pub(crate) type Tail = Arc<Mutex<VecDeque<String>>>;
@@ -51,10 +55,15 @@ struct Frames {
     got: usize,
     /// The frame being read: its header, its payload buffer, and how much of it is filled.
     payload: Option<(Header, Vec<u8>, usize)>,
+    /// The segment of the frame being read, and descriptors received ahead of the headers that claim them.
+    segment: Option<Segment>,
+    fds: VecDeque<OwnedFd>,
+    /// The last receive brought more descriptors than fit (the kernel closed the rest).
+    truncated: bool,
 }
 
 enum Read1 {
-    Frame(Header, Vec<u8>),
+    Frame(Header, Vec<u8>, Option<Segment>),
     /// Wait for the socket to be readable again.
     Empty,
     Eof,
@@ -70,6 +79,9 @@ impl Frames {
             header: [0; HEADER_LEN],
             got: 0,
             payload: None,
+            segment: None,
+            fds: VecDeque::new(),
+            truncated: false,
         }
     }
 
@@ -81,7 +93,7 @@ impl Frames {
                 let want = h.len as usize - *done;
                 if want == 0 {
                     let (h, data, _) = self.payload.take().expect("present");
-                    return Read1::Frame(h, data);
+                    return Read1::Frame(h, data, self.segment.take());
                 }
                 if buffered > 0 {
                     let n = want.min(buffered);
@@ -92,7 +104,7 @@ impl Frames {
                 }
                 if want >= CHUNK {
                     // Large payloads are read straight into place.
-                    match (&*sock).read(&mut data[*done..]) {
+                    match recv(sock, &mut data[*done..], &mut self.fds, &mut self.truncated) {
                         Ok(0) => return Read1::Eof,
                         Ok(n) => *done += n,
                         Err(e) => return io_end(e),
@@ -110,20 +122,85 @@ impl Frames {
                     if let Err(why) = check_header(&h, max_frame) {
                         return Read1::Invalid(why);
                     }
+                    if split_kind(h.kind).1 {
+                        let Some(fd) = self.fds.pop_front() else {
+                            return Read1::Invalid(format!(
+                                "the worker sent a {} frame (id {}) announcing a shared-memory segment, \
+                                 but no descriptor came with it",
+                                protocol::kind_name(split_kind(h.kind).0),
+                                h.id
+                            ));
+                        };
+                        self.segment = Some(Segment::new(fd));
+                    }
                     self.payload = Some((h, vec![0u8; h.len as usize], 0));
                 }
                 continue;
             }
+            if self.truncated {
+                return Read1::Invalid("the worker sent more descriptors at once than any frame may carry".into());
+            }
+            if self.got == 0 && self.payload.is_none() && !self.fds.is_empty() {
+                // Every received header was parsed, yet descriptors wait: no frame will claim them.
+                let n = self.fds.len();
+                self.fds.clear();
+                return Read1::Invalid(format!(
+                    "the worker sent {n} file descriptor(s) that belong to no frame"
+                ));
+            }
             // Need more bytes in the read buffer.
             self.pos = 0;
             self.filled = 0;
-            match (&*sock).read(&mut self.scratch) {
+            match recv(sock, &mut self.scratch, &mut self.fds, &mut self.truncated) {
                 Ok(0) => return Read1::Eof,
                 Ok(n) => self.filled = n,
                 Err(e) => return io_end(e),
             }
         }
     }
+}
+
+/// `recvmsg` into `buf`, keeping any descriptors that came with the bytes.
+fn recv(
+    sock: &UnixStream,
+    buf: &mut [u8],
+    fds: &mut VecDeque<OwnedFd>,
+    truncated: &mut bool,
+) -> std::io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 8];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: iov and control point at live, writable buffers of the lengths given.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled msg_control with well-formed control messages; SCM_RIGHTS data is fds
+    // that are now ours (wrapped at once, so each is closed exactly once).
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg) as *const RawFd;
+                let count = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
+                for k in 0..count {
+                    fds.push_back(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(k))));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        *truncated = true;
+    }
+    Ok(n as usize)
 }
 
 fn io_end(e: std::io::Error) -> Read1 {
@@ -151,13 +228,22 @@ impl Conn {
         self.sh.apply(|s, fx| s.violation(i, g, why, fx));
     }
 
-    fn frame(&mut self, h: Header, payload: Vec<u8>) {
+    fn frame(&mut self, h: Header, payload: Vec<u8>, segment: Option<Segment>) {
         let (i, g, now) = (self.index, self.generation, Instant::now());
-        match h.kind {
+        let kind = split_kind(h.kind).0;
+        if kind == protocol::RESULT_OK {
+            let size = segment.as_ref().map(Segment::size);
+            self.sh.transfers.count(false, payload.len() as u64, size);
+        }
+        match kind {
             protocol::STARTED => self.sh.apply(|s, fx| s.started(i, g, h.id, now, fx)),
-            protocol::RESULT_OK => self
-                .sh
-                .apply(|s, fx| s.answered(i, g, h.id, Outcome::Ok(payload), now, fx)),
+            protocol::RESULT_OK => {
+                let outcome = match segment {
+                    Some(seg) => Outcome::OkShared(payload, seg),
+                    None => Outcome::Ok(payload),
+                };
+                self.sh.apply(|s, fx| s.answered(i, g, h.id, outcome, now, fx))
+            }
             protocol::RESULT_ERR => self
                 .sh
                 .apply(|s, fx| s.answered(i, g, h.id, Outcome::Err(payload), now, fx)),
@@ -203,7 +289,7 @@ impl Conn {
                 }
             }
             match frames.next(sock, max) {
-                Read1::Frame(h, payload) => self.frame(h, payload),
+                Read1::Frame(h, payload, segment) => self.frame(h, payload, segment),
                 Read1::Empty => return true,
                 Read1::Eof => return false,
                 Read1::Invalid(why) => self.violation(why),
@@ -376,5 +462,97 @@ async fn forward(fd: OwnedFd, index: usize, pid: u32, tail: Option<Tail>) {
     }
     if !pending.is_empty() {
         emit(&pending);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{encode_header, RESULT_OK, STARTED, WITH_SEGMENT};
+    use std::io::Write;
+
+    /// Sends `bytes` on `sock` with `fd` attached (SCM_RIGHTS), as a worker's sendmsg would.
+    fn send_with_fd(sock: &UnixStream, bytes: &[u8], fd: RawFd) {
+        let iov = libc::iovec {
+            iov_base: bytes.as_ptr() as *mut libc::c_void,
+            iov_len: bytes.len(),
+        };
+        let mut control = [0u64; 4];
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &iov as *const libc::iovec as *mut libc::iovec;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as _;
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(4) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
+            assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), bytes.len() as isize);
+        }
+    }
+
+    fn pair() -> (UnixStream, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    fn memfd(size: i64) -> OwnedFd {
+        let fd = unsafe { libc::memfd_create(c"t".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0);
+        assert_eq!(unsafe { libc::ftruncate(fd, size) }, 0);
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    }
+
+    #[test]
+    fn a_segment_arrives_with_its_frame() {
+        let (w, h) = pair();
+        let mut bytes = encode_header(STARTED, 1, 0).to_vec();
+        bytes.extend_from_slice(&encode_header(RESULT_OK | WITH_SEGMENT, 1, 3));
+        bytes.extend_from_slice(b"abc");
+        let fd = memfd(4096);
+        // The descriptor rides on the send that begins the second frame.
+        (&w).write_all(&bytes[..HEADER_LEN]).unwrap();
+        send_with_fd(&w, &bytes[HEADER_LEN..], fd.as_raw_fd());
+        let mut frames = Frames::new();
+        assert!(matches!(frames.next(&h, 1 << 20), Read1::Frame(hd, _, None) if hd.kind == STARTED));
+        match frames.next(&h, 1 << 20) {
+            Read1::Frame(hd, payload, Some(seg)) => {
+                assert_eq!((split_kind(hd.kind).0, payload.as_slice()), (RESULT_OK, &b"abc"[..]));
+                assert_eq!(seg.size(), 4096);
+            }
+            _ => panic!("expected a frame with its segment"),
+        }
+        assert!(matches!(frames.next(&h, 1 << 20), Read1::Empty));
+    }
+
+    #[test]
+    fn a_segment_that_did_not_come_is_a_violation() {
+        let (w, h) = pair();
+        (&w).write_all(&encode_header(RESULT_OK | WITH_SEGMENT, 1, 0)).unwrap();
+        let mut frames = Frames::new();
+        assert!(matches!(frames.next(&h, 1 << 20), Read1::Invalid(why) if why.contains("no descriptor came")));
+    }
+
+    #[test]
+    fn a_stray_descriptor_is_a_violation() {
+        let (w, h) = pair();
+        let fd = memfd(0);
+        send_with_fd(&w, &encode_header(STARTED, 1, 0), fd.as_raw_fd());
+        let mut frames = Frames::new();
+        assert!(matches!(frames.next(&h, 1 << 20), Read1::Frame(..)));
+        assert!(matches!(frames.next(&h, 1 << 20), Read1::Invalid(why) if why.contains("belong to no frame")));
+    }
+
+    #[test]
+    fn only_results_may_carry_a_segment() {
+        let h = Header {
+            kind: STARTED | WITH_SEGMENT,
+            id: 1,
+            len: 0,
+        };
+        assert!(check_header(&h, 1 << 20).unwrap_err().contains("only RESULT_OK"));
     }
 }

@@ -1,6 +1,8 @@
 """What a task means, wherever it runs (a local worker or another backend's worker, e.g. a Ray actor).
 
-``execute(body)`` takes one pickled task ``(fn_ref, mode, data)`` and returns ``(ok, pickled reply)``:
+``execute(body)`` takes one pickled task ``(fn_ref, mode, data)`` and returns ``(ok, pickled reply)``
+(an :class:`~slither._worker.buffers.Encoded`: with ``shared``, a reply's large buffers go into a
+shared-memory segment that travels with the frame; ``fd`` is the task's own segment, if it came with one):
 
 - ``"item"``: ``fn(x)`` per item; whatever one item raises (any ``BaseException``: ``StopIteration``,
   ``SystemExit``, ``KeyboardInterrupt`` included) is recorded for that item, and the others go on;
@@ -23,6 +25,8 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable, Iterable, Iterator
 
+from slither._worker import buffers as _buffers
+from slither._worker.buffers import Encoded
 from slither._worker.functions import resolve
 
 TYPE_CHECKING = False  # not typing's: see slither/__init__.py
@@ -32,23 +36,32 @@ if TYPE_CHECKING:
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
-def execute(body: bytes, max_result_bytes: int = 1 << 30) -> tuple[bool, bytes]:
+def execute(body: bytes, max_result_bytes: int = 1 << 30, *, fd: int | None = None,
+            buffers: list[Any] | None = None, shared: bool = False) -> tuple[bool, Encoded]:
     """Runs one pickled task; returns (True, pickled reply) or (False, pickled error description).
 
     Shared by the worker loop and by other backends' workers (e.g. Ray actors), so a task means the same
-    thing wherever it runs.
+    thing wherever it runs. ``fd``: the task's shared-memory segment (borrowed); ``buffers``: its out-of-band
+    buffers given directly (a backend without segments); ``shared``: large result buffers may go into a new
+    segment (only where a channel can carry it). ``max_result_bytes`` limits the reply's in-band bytes.
     """
     try:
-        fn_ref, mode, data = pickle.loads(body)
+        if fd is not None:
+            fn_ref, mode, data = _buffers.loads(body, fd)
+        else:
+            fn_ref, mode, data = pickle.loads(body, buffers=buffers)
     except BaseException as exc:
         return _error("payload", exc)
     try:
         fn = resolve(fn_ref)
     except BaseException as exc:
         return _error("resolve", exc)
+    threshold = _buffers.THRESHOLD if shared else _NEVER
+    del body
     if mode == "item":
         results, errors = run_items(fn, data)
-        return _reply(results, errors, max_result_bytes)
+        del data
+        return _reply(results, errors, max_result_bytes, threshold)
     try:
         if mode == "batch":
             out = fn(data)
@@ -65,9 +78,10 @@ def execute(body: bytes, max_result_bytes: int = 1 << 30) -> tuple[bool, bytes]:
             out = fn(*args, **kwargs)
     except BaseException as exc:  # user code's SystemExit, KeyboardInterrupt... are its failure, not ours
         return _error("length" if isinstance(exc, _LengthError) else "error", exc)
+    del data
     if mode == "batch":
-        return _reply(out, {}, max_result_bytes)
-    return _single(out, max_result_bytes)
+        return _reply(out, {}, max_result_bytes, threshold)
+    return _single(out, max_result_bytes, threshold)
 
 
 def run_items(fn: Callable[[Any], Any], data: list[Any]) -> tuple[list[Any], dict[int, dict[str, Any]]]:
@@ -102,47 +116,50 @@ def _unwrap_stop(exc: BaseException) -> BaseException:
     return exc
 
 
-def _reply(results: list[Any], errors: dict[int, dict[str, Any]], max_result_bytes: int) -> tuple[bool, bytes]:
+_NEVER = 1 << 62  # a threshold no buffer reaches: everything in band
+
+
+def _reply(results: list[Any], errors: dict[int, dict[str, Any]], max_result_bytes: int,
+           threshold: int = _NEVER) -> tuple[bool, Encoded]:
     """Results (and per-item errors) pickled; a result that will not pickle fails only its own item."""
-    payload = _dumps((results, errors) if errors else results)
+    results = _buffers.wrap_all(results, threshold)
+    payload = _dumps((results, errors) if errors else results, threshold)
     if payload is None:
         for i, value in enumerate(results):
             if i not in errors and _dumps(value) is None:
                 errors[i] = _unpicklable(value)
                 results[i] = None
-        payload = _dumps((results, errors) if errors else results)
+        payload = _dumps((results, errors) if errors else results, threshold)
         if payload is None:
             return _error("serialization", TypeError("the results cannot be pickled"))
     return _sized(payload, max_result_bytes)
 
 
-def _single(value: Any, max_result_bytes: int) -> tuple[bool, bytes]:
-    payload = _dumps(value)
+def _single(value: Any, max_result_bytes: int, threshold: int = _NEVER) -> tuple[bool, Encoded]:
+    payload = _dumps(_buffers.wrap(value, threshold), threshold)
     if payload is None:
         info = _unpicklable(value)
         info["kind"] = "serialization"
-        return False, pickle.dumps(info, PROTOCOL)
+        return False, Encoded(pickle.dumps(info, PROTOCOL))
     return _sized(payload, max_result_bytes)
 
 
-def _sized(payload: bytes, max_result_bytes: int) -> tuple[bool, bytes]:
-    if len(payload) > max_result_bytes:
-        msg = f"result of {len(payload):,} bytes exceeds max_result_bytes={max_result_bytes:,}"
+def _sized(payload: Encoded, max_result_bytes: int) -> tuple[bool, Encoded]:
+    if len(payload.data) > max_result_bytes:
+        msg = f"result of {len(payload.data):,} bytes exceeds max_result_bytes={max_result_bytes:,}"
         return _error("too_large", ValueError(msg))
     return True, payload
 
 
-def _dumps(value: Any) -> bytes | None:
+def _dumps(value: Any, threshold: int = _NEVER) -> Encoded | None:
     """Pickled by reference where possible, else by value (classes the worker got by value, e.g. from
     the host's ``__main__``, are not importable by name here); None if neither works."""
     try:
-        return pickle.dumps(value, PROTOCOL)
+        return _buffers.dumps(value, threshold=threshold)
     except BaseException:
         pass
     try:
-        import cloudpickle
-
-        return cloudpickle.dumps(value, protocol=PROTOCOL)
+        return _buffers.dumps(value, by_value=True, threshold=threshold)
     except BaseException:
         return None
 
@@ -159,10 +176,10 @@ def _unpicklable(value: Any) -> dict[str, Any]:
             "base": False, "code": None}
 
 
-def _error(kind: str, exc: BaseException) -> tuple[bool, bytes]:
+def _error(kind: str, exc: BaseException) -> tuple[bool, Encoded]:
     info = describe(exc)
     info["kind"] = kind
-    return False, pickle.dumps(info, PROTOCOL)
+    return False, Encoded(pickle.dumps(info, PROTOCOL))
 
 
 class _LengthError(Exception):

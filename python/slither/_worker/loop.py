@@ -2,7 +2,7 @@
 
 ::
 
-    fd 3 ─▶ reader thread ─┬─ TASK ──────────▶ inbox ─▶ main thread: STARTED, run, RESULT_OK/RESULT_ERR ─▶ fd 3
+    fd 3 ─▶ reader thread ─┬─ TASK (+segment) ▶ inbox ─▶ main thread: STARTED, run, RESULT_OK/RESULT_ERR ─▶ fd 3
                            ├─ REVOKE(id) ────▶ still waiting in the inbox? REVOKED(id): it will never run
                            ├─ STORE_REPLY ───▶ the store request waiting for it (user code, any thread)
                            └─ SHUTDOWN / EOF ▶ main thread returns
@@ -10,7 +10,9 @@
 The reader keeps answering while a task runs: a batch the host pipelined behind a long run can be taken
 back for an idle worker, and store replies reach user code whatever thread asked. Whether a batch runs is
 decided under one lock: the host hears either STARTED (it ran, or runs) or REVOKED (it never will).
-Task semantics (what ``"item"``, ``"batch"`` and ``"call"`` mean) are in ``execute.py``.
+Task semantics (what ``"item"``, ``"batch"`` and ``"call"`` mean) are in ``execute.py``. A task or result
+whose large buffers travel in a shared-memory segment carries its descriptor (``buffers.py``); a task's
+segment is closed once the task is loaded (its mapping keeps the memory), or when it is revoked.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sysconfig
 import threading
 
 from slither._worker import framing
+from slither._worker.buffers import Encoded, Segment
 from slither._worker.execute import execute
 from slither._worker.functions import resolve
 
@@ -33,13 +36,14 @@ if TYPE_CHECKING:
     from typing import Any
 
 EXIT_INIT_FAILED = 3
+EXIT_PROTOCOL = 4
 _INIT = -1  # the inbox's marker for the INIT frame
 
 
 class Worker:
     def __init__(self, chan: framing.Channel) -> None:
         self.chan = chan
-        self.inbox: queue.SimpleQueue[tuple[int, bytes] | None] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[tuple[int, bytes, Segment | None] | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
         # Copies of each batch received and not yet started; and copies taken back before they started. Counts,
         # not sets: a batch given back can be sent to this worker again while its first copy is still queued.
@@ -52,14 +56,19 @@ class Worker:
     # -- the reading thread ----------------------------------------------------------------------
     def read_loop(self) -> None:
         while True:
-            frame = self.chan.recv()
+            try:
+                frame = self.chan.recv()
+            except framing.ProtocolViolation as exc:
+                print(f"slither worker: {exc}", file=sys.stderr, flush=True)
+                os._exit(EXIT_PROTOCOL)
             if frame is None:
                 break
-            kind, ident, body = frame
+            kind, ident, body, fd = frame
+            segment = None if fd is None else Segment(fd, 0)
             if kind == framing.TASK:
                 with self.lock:
                     self.waiting[ident] += 1
-                self.inbox.put((ident, body))
+                self.inbox.put((ident, body, segment))
             elif kind == framing.REVOKE:
                 with self.lock:
                     if self.waiting[ident] > 0:
@@ -72,7 +81,7 @@ class Worker:
                 if waiter is not None:
                     waiter.put(body)
             elif kind == framing.INIT:
-                self.inbox.put((_INIT, body))
+                self.inbox.put((_INIT, body, None))
             elif kind == framing.SHUTDOWN:
                 break
         # The host is gone or said goodbye: wake everyone who waits on it.
@@ -118,31 +127,45 @@ class Worker:
     def serve(self) -> None:
         inbox, lock, chan = self.inbox, self.lock, self.chan
         # A result whose next task is already waiting goes out with that task's STARTED, in one write.
-        held: tuple[int, int, bytes] | None = None
+        held: tuple[int, int, Encoded] | None = None
         while True:
             if held is not None and inbox.empty():
-                chan.send(*held)
+                _send(chan, *held)
                 held = None
             task = inbox.get()
             if task is None:
                 if held is not None:
-                    chan.send(*held)
+                    _send(chan, *held)
                 return
-            ident, body = task
+            ident, body, segment = task
             with lock:
                 if self.revoked[ident] > 0:
                     _take(self.revoked, ident)
                     continue
                 _take(self.waiting, ident)
-                if held is not None:
-                    chan.send_many([held, (framing.STARTED, ident, b"")])
+                if held is not None and held[2].segment is None:
+                    chan.send_many([(held[0], held[1], held[2].data), (framing.STARTED, ident, b"")])
                     held = None
+                elif held is not None:
+                    _send(chan, *held)
+                    held = None
+                    chan.send(framing.STARTED, ident)
                 else:
                     chan.send(framing.STARTED, ident)
-            ok, payload = execute(body, self.max_result_bytes)
-            del body, task
+            del task
+            ok, payload = execute(body, self.max_result_bytes, fd=None if segment is None else segment.fd, shared=True)
+            del body
+            if segment is not None:
+                segment.close()  # the mapping (if the task's objects still live) keeps the memory
             held = (framing.RESULT_OK if ok else framing.RESULT_ERR, ident, payload)
             del payload
+
+
+def _send(chan: framing.Channel, kind: int, ident: int, payload: Encoded) -> None:
+    """One result frame; its segment (if any) travels with it and is closed here once sent."""
+    chan.send(kind, ident, payload.data, payload.fd)
+    if payload.segment is not None:
+        payload.segment.close()
 
 
 def _take(counts: collections.Counter[int], ident: int) -> None:

@@ -1,0 +1,74 @@
+"""Worker-side functions for test_buffers.py (importable by name in the workers)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+
+def echo(x: Any) -> Any:
+    return x
+
+
+def mutate_and_sum(a: Any) -> float:
+    a[...] = 7
+    return float(a.sum())
+
+
+def info(x: Any) -> tuple[str, bool, int]:
+    """Type name, writability and size of what arrived."""
+    view = memoryview(x) if not hasattr(x, "flags") else None
+    writable = bool(x.flags.writeable) if view is None else not view.readonly
+    return type(x).__name__, writable, len(bytes(view)) if view is not None else int(x.nbytes)
+
+
+def make_array(n: int, fill: float = 1.0) -> Any:
+    import numpy as np
+
+    return np.full(n, fill)
+
+
+def make_bytes(n: int) -> bytes:
+    return b"z" * n
+
+
+def hold_and_die(a: Any) -> None:
+    """Touches its input (mapped) and is killed while holding it."""
+    assert a[-1] == a[-1]
+    os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(60)
+
+
+def hold_and_sleep(a: Any) -> None:
+    assert a[-1] == a[-1]
+    time.sleep(60)
+
+
+def announce_segment_without_descriptor() -> None:
+    """Writes a RESULT_OK header marked as carrying a segment, with no descriptor, on the channel."""
+    import struct
+
+    os.write(3, struct.pack("<BQQ", 13 | 0x80, 1, 0))
+    time.sleep(60)
+
+
+def send_stray_descriptor() -> None:
+    """Sends a store request (a frame the host answers) with a descriptor no frame claims."""
+    import array
+    import socket
+    import struct
+
+    sock = socket.socket(fileno=os.dup(3))
+    fd = os.memfd_create("stray", os.MFD_CLOEXEC)
+    sock.sendmsg([struct.pack("<BQQ", 15, 1, 0)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+    time.sleep(60)
+
+
+def slow_then_echo(pair: tuple[int, Any]) -> Any:
+    i, a = pair
+    if i == 0:
+        time.sleep(1.5)
+    return a
+
