@@ -30,7 +30,10 @@ import pickle
 import struct
 import sys
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: see slither/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 PROTOCOL = 5
 # Buffers at or above this size go into the shared segment (bench/buffers.py measures the crossover).

@@ -47,6 +47,7 @@ KINDS = {
 SEGMENT = 0x80
 
 _SMALL = 65536
+_SCRATCH = 65536  # the reused read buffer; larger payloads get their own
 _FD_SPACE = socket.CMSG_SPACE(8 * array.array("i").itemsize)
 
 
@@ -61,7 +62,9 @@ class Channel:
         self._fd = fd
         # Our own descriptor of the same socket (the socket object closes what it holds): recvmsg and sendmsg.
         self._sock = socket.socket(fileno=os.dup(fd))
-        self._buf = bytearray()
+        self._scratch = bytearray(_SCRATCH)
+        self._view = memoryview(self._scratch)
+        self._start = self._end = 0  # unread bytes: _scratch[_start:_end]
         self._fds: collections.deque[int] = collections.deque()
         self._wlock = threading.Lock()
 
@@ -106,37 +109,69 @@ class Channel:
             n = os.write(self._fd, view)
             view = view[n:]
 
-    def _fill(self, n: int) -> bool:
-        while len(self._buf) < n:
-            chunk, ancdata, flags, _ = self._sock.recvmsg(max(n - len(self._buf), 262144), _FD_SPACE)
-            for level, typ, data in ancdata:
-                if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-                    fds = array.array("i")
-                    fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-                    self._fds.extend(fds)
-            if flags & socket.MSG_CTRUNC:
-                raise ProtocolViolation("the host sent more descriptors at once than fit")
-            if not chunk:
-                return False
-            self._buf += chunk
-        return True
+    def _receive(self, view: memoryview) -> int:
+        """One ``recvmsg`` into ``view``; descriptors that came with it wait in ``_fds``. 0 at end of file."""
+        n, ancdata, flags, _ = self._sock.recvmsg_into([view], _FD_SPACE)
+        for level, typ, data in ancdata:
+            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+                self._fds.extend(fds)
+        if flags & socket.MSG_CTRUNC:
+            raise ProtocolViolation("the host sent more descriptors at once than fit")
+        return n
 
-    def recv(self) -> tuple[int, int, bytes, int | None] | None:
+    def _buffered(self) -> int:
+        return self._end - self._start
+
+    def _read_more(self, room: int) -> bool:
+        """Reads into the scratch buffer, first moving what is unread to its front if fewer than ``room`` bytes
+        are free behind it. False at end of file."""
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif len(self._scratch) - self._start < room:
+            n = self._end - self._start
+            self._scratch[:n] = self._view[self._start : self._end]
+            self._start, self._end = 0, n
+        got = self._receive(self._view[self._end :])
+        self._end += got
+        return got > 0
+
+    def recv(self) -> tuple[int, int, bytes | bytearray, int | None] | None:
         """The next frame ``(kind, id, payload, segment descriptor or None)``, or None at end of file (the
-        host is gone). The descriptor is the caller's to close. Call from one thread only."""
-        if not self._buf and self._fds:
+        host is gone). The descriptor is the caller's to close. Call from one thread only.
+
+        Frames are read into one reused scratch buffer (many small frames per read, no allocation per read);
+        a payload larger than it is read straight into its own buffer, once (then it is a ``bytearray``).
+        """
+        if self._start == self._end and self._fds:
             raise ProtocolViolation(f"the host sent {len(self._fds)} descriptor(s) that belong to no frame")
-        if not self._fill(HEADER_LEN):
-            return None
-        kind, ident, length = HEADER.unpack_from(self._buf)
+        while self._buffered() < HEADER_LEN:
+            if not self._read_more(HEADER_LEN):
+                return None
+        kind, ident, length = HEADER.unpack_from(self._scratch, self._start)
         segment = None
         if kind & SEGMENT:
             kind &= ~SEGMENT
             if not self._fds:
                 raise ProtocolViolation(f"frame {kind} (id {ident}) announced a segment that did not come")
             segment = self._fds.popleft()
-        if not self._fill(HEADER_LEN + length):
-            return None
-        payload = bytes(self._buf[HEADER_LEN : HEADER_LEN + length])
-        del self._buf[: HEADER_LEN + length]
+        frame = HEADER_LEN + length
+        if frame <= len(self._scratch):
+            while self._buffered() < frame:
+                if not self._read_more(frame):
+                    return None
+            begin = self._start + HEADER_LEN
+            self._start += frame
+            return kind, ident, bytes(self._view[begin : begin + length]), segment
+        payload = bytearray(length)
+        into = memoryview(payload)
+        have = self._buffered() - HEADER_LEN
+        into[:have] = self._view[self._start + HEADER_LEN : self._end]
+        self._start = self._end = 0
+        while have < length:
+            got = self._receive(into[have:])
+            if not got:
+                return None
+            have += got
         return kind, ident, payload, segment
