@@ -273,3 +273,17 @@ def test_a_segment_that_could_shrink_or_is_short_is_refused_not_mapped():
     finally:
         os.close(loose)
         os.close(short)
+
+
+def test_a_payload_read_back_out_of_its_segment_runs_the_same_without_one():
+    # What the Ray backend does (Ray moves the buffers its own way): the segment's buffers read back and
+    # given to execute() beside the pickle; the reply stays in band.
+    from slither import _payload
+    from slither._worker.execute import execute
+
+    data = b"r" * BIG
+    enc = _payload.dumps((("name", f"{H}:echo"), "call", [((data,), {})]))
+    assert enc.segment is not None
+    body, bufs = buffers.detach(enc.data, enc.fd)
+    ok, reply = execute(body, buffers=bufs)
+    assert ok and reply.segment is None and pickle.loads(reply.data) == data
