@@ -182,10 +182,13 @@ impl Shared {
         self.io[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies one event to the scheduler and carries out its effects: frames are written while the
-    /// scheduler's lock is held (so their order is the scheduler's), everything else after it is released.
+    /// Applies one event to the scheduler and carries out its effects. Frames are queued on their workers'
+    /// outboxes while the scheduler's lock is held (so their order is the scheduler's) and written after it
+    /// is released, like everything else: a send wakes the worker, and the woken process must not find the
+    /// scheduler's lock still held by the thread that woke it.
     pub fn apply<T>(self: &Arc<Self>, event: impl FnOnce(&mut Sched, &mut Effects) -> T) -> T {
         let mut fx = Effects::new();
+        let mut to_write: Vec<Arc<Outbox>> = Vec::new();
         let (out, rest) = {
             let mut s = self.lock();
             let out = event(&mut s, &mut fx);
@@ -203,7 +206,9 @@ impl Shared {
                         let io = self.io(worker);
                         if io.generation == generation {
                             if let Some(o) = &io.outbox {
-                                o.send_with(kind, id, payload, segment);
+                                if o.queue(kind, id, payload, segment) {
+                                    to_write.push(o.clone());
+                                }
                             }
                         }
                     }
@@ -212,6 +217,9 @@ impl Shared {
             }
             (out, rest)
         };
+        for o in to_write {
+            o.write_queued();
+        }
         if self.waiters.load(Ordering::Acquire) > 0 {
             self.changed.notify_all();
         }

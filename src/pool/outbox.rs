@@ -4,7 +4,8 @@
 //! written at once with a non-blocking send when nothing is queued ahead of it: no thread hand-off on the
 //! latency path. What the socket does not take now waits in the queue; the worker's writer task on the
 //! supervisor's runtime finishes it when the socket becomes writable. Frames are queued under one mutex, so
-//! their order on the wire is the order they were sent in (the scheduler sends while holding its own lock).
+//! their order on the wire is the order they were queued in (the scheduler queues while holding its own
+//! lock and writes after releasing it).
 //!
 //! A frame with a shared-memory segment has the segment's descriptor attached (SCM_RIGHTS) to the first
 //! `sendmsg` that writes any of its bytes, so the descriptor reaches the worker with the frame's first byte.
@@ -69,16 +70,20 @@ impl Outbox {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues one frame behind every frame sent before it, writing what the socket takes now.
+    /// Queues one frame behind every frame sent before it and writes what the socket takes now.
     pub fn send(&self, kind: u8, id: u64, payload: Arc<Vec<u8>>) {
-        self.send_with(kind, id, payload, None)
+        if self.queue(kind, id, payload, None) {
+            self.write_queued();
+        }
     }
 
-    /// [`Outbox::send`], with a shared-memory segment travelling with the frame (its kind is marked).
-    pub fn send_with(&self, kind: u8, id: u64, payload: Arc<Vec<u8>>, segment: Option<Segment>) {
+    /// Queues one frame behind every frame queued before it, without writing; true when the queue was empty
+    /// (then the caller must call [`Outbox::write_queued`], which may happen after it released other locks:
+    /// the order on the wire is the order of `queue` calls either way).
+    pub fn queue(&self, kind: u8, id: u64, payload: Arc<Vec<u8>>, segment: Option<Segment>) -> bool {
         let mut q = self.lock();
         if q.closed {
-            return;
+            return false;
         }
         let kind = if segment.is_some() { kind | WITH_SEGMENT } else { kind };
         q.frames.push_back(Pending {
@@ -87,14 +92,19 @@ impl Outbox {
             segment,
             done: 0,
         });
-        if q.frames.len() == 1 {
-            match flush(self.fd, &mut q) {
-                Flushed::Empty | Flushed::Closed => return,
-                Flushed::Blocked => {}
+        q.frames.len() == 1
+    }
+
+    /// Writes what the socket takes now; what it does not take is left to the worker's writer task.
+    pub fn write_queued(&self) {
+        let mut q = self.lock();
+        match flush(self.fd, &mut q) {
+            Flushed::Empty | Flushed::Closed => {}
+            Flushed::Blocked => {
+                drop(q);
+                self.wake.notify_one();
             }
         }
-        drop(q);
-        self.wake.notify_one();
     }
 
     /// Writes queued frames until the queue is empty or the socket is full.
