@@ -65,11 +65,12 @@ def test_frame_format_is_defined_once():
 
 def test_a_worker_starts_without_the_extension_or_slow_imports():
     """What a worker imports before its first task: the stdlib it needs, never the native extension, and not
-    typing/platform/traceback (milliseconds each, paid by every worker start and replacement)."""
+    typing, platform, traceback, or the pure-Python pickle and socket wrappers (milliseconds each, paid by every
+    worker start and replacement)."""
     import subprocess
 
     code = ("import sys; import slither._worker.loop, slither._worker.store_client; "
-            "print(sorted(m for m in ('typing', 'platform', 'traceback', 'slither._slither', 'cloudpickle') "
+            "print(sorted(m for m in ('typing', 'platform', 'traceback', 'pickle', 'socket', 'slither._slither', 'cloudpickle') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"

@@ -20,13 +20,13 @@ band; deeper ones stay in band. ``memoryview`` (not picklable by plain pickle) t
 
 from __future__ import annotations
 
+import _pickle as pickle  # the C pickler itself: pickle.py imports re and enum, milliseconds of every worker start
 import collections
 import copyreg
 import fcntl
 import io
 import mmap
 import os
-import pickle
 import struct
 import sys
 from collections.abc import Callable

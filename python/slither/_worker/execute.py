@@ -22,7 +22,7 @@ is reported, not propagated.
 
 from __future__ import annotations
 
-import pickle
+import _pickle as pickle  # the C pickler itself: pickle.py imports re and enum, milliseconds of every worker start
 from collections.abc import Callable, Iterable, Iterator
 
 from slither._worker import buffers as _buffers
@@ -33,7 +33,7 @@ TYPE_CHECKING = False  # not typing's: see slither/__init__.py
 if TYPE_CHECKING:
     from typing import Any
 
-PROTOCOL = pickle.HIGHEST_PROTOCOL
+PROTOCOL = 5
 
 
 def execute(body: bytes, max_result_bytes: int = 1 << 30, *, fd: int | None = None,

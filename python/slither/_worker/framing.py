@@ -11,10 +11,10 @@ A TASK or RESULT_OK kind with ``SEGMENT`` set carries one descriptor (a shared-m
 
 from __future__ import annotations
 
+import _socket as socket  # the C module itself: socket.py imports enum and selectors (milliseconds per start)
 import array
 import collections
 import os
-import socket
 import struct
 import threading
 

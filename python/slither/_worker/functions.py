@@ -8,8 +8,8 @@ share the script's module in the host: a global an initializer sets is seen by t
 
 from __future__ import annotations
 
+import _pickle as pickle  # the C pickler itself: pickle.py imports re and enum, milliseconds of every worker start
 import importlib
-import pickle
 import types
 from collections.abc import Callable
 

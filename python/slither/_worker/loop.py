@@ -17,10 +17,10 @@ segment is closed once the task is loaded (its mapping keeps the memory), or whe
 
 from __future__ import annotations
 
+import _pickle as pickle  # the C pickler itself: pickle.py imports re and enum, milliseconds of every worker start
 import collections
 import faulthandler
 import os
-import pickle
 import queue
 import sys
 import sysconfig

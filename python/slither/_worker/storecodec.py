@@ -8,7 +8,7 @@ each ``u32 length | bytes``; numbers are u64 little-endian fields.
 
 from __future__ import annotations
 
-import pickle
+import _pickle as pickle  # the C pickler itself: pickle.py imports re and enum, milliseconds of every worker start
 import struct
 
 TYPE_CHECKING = False  # not typing's: see slither/__init__.py
@@ -54,7 +54,7 @@ def decode_key(raw: bytes) -> Any:
 
 
 def encode_value(value: Any) -> bytes:
-    return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(value, 5)
 
 
 def decode_value(raw: bytes) -> Any:
