@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from slither import _aio, _config, errors
@@ -90,6 +90,10 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         startup_timeout: seconds to wait for every worker's hello and init.
         shutdown_grace: seconds between the polite stop, SIGTERM and SIGKILL.
         forward_output: copy each worker's stdout/stderr lines to the host's stderr, prefixed.
+        preload: module names (``["numpy", "sklearn.linear_model"]``) imported once by a template process;
+            workers are then forked from it, so a start, a replacement after a crash or a recycle costs a
+            fork (milliseconds) instead of an interpreter start plus these imports. Each worker is still a
+            separate process with its own channel, process group and ``init``. See docs/api.md, "Warm start".
         **aliases: the spellings of ``multiprocessing.Pool`` and ``ProcessPoolExecutor``: ``processes=`` and
             ``max_workers=`` for ``workers``, ``initializer=`` / ``initargs=`` for ``init`` / ``init_args``,
             ``maxtasksperchild=`` and ``max_tasks_per_child=`` for ``max_tasks_per_worker`` (which counts
@@ -101,6 +105,8 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         ConfigError: a value of the wrong type or range (the message names the argument and what was
             expected).
         PoolBroken: the workers did not start (their ``init`` failed, ``startup_timeout`` passed).
+        ConfigError: also when a ``preload`` module fails to import in the worker interpreter (named, with
+            its exception).
 
     Use it as a context manager: ``close()`` lets submitted work finish and stops the workers;
     ``terminate()`` stops them now. Exiting the interpreter or collecting the pool also stops them, and
@@ -127,6 +133,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         startup_timeout: float = 60.0,
         shutdown_grace: float = 2.0,
         forward_output: bool = True,
+        preload: Sequence[str] = (),
         backend: Backend = "local",
         address: str | None = None,
         **aliases: Unpack[PoolAliases],
@@ -141,7 +148,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
              "max_tasks_per_worker": max_tasks_per_worker, "max_memory_per_worker": max_memory_per_worker,
              "max_result_bytes": max_result_bytes, "max_frame_bytes": max_frame_bytes,
              "startup_timeout": startup_timeout, "shutdown_grace": shutdown_grace, "forward_output": forward_output,
-             "backend": backend, "address": address},
+             "preload": preload, "backend": backend, "address": address},
             aliases, _DEFAULTS)
         _config.check_pool_args(args)
         workers, init, init_args, max_tasks_per_worker = (args["workers"], args["init"], args["init_args"],
@@ -162,6 +169,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
             "max_memory_per_worker": max_memory_per_worker,
             "forward_output": forward_output,
             "max_frame_bytes": int(max_frame_bytes),
+            "preload": list(args["preload"]),
         }
         init_spec = {
             "sys_path": _worker_sys_path(same_interpreter),
@@ -175,6 +183,8 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         if backend == "ray":
             if python is not None:
                 raise errors.ConfigError("python= is not supported with backend='ray': Ray chooses the interpreter")
+            if args["preload"]:
+                raise errors.ConfigError("preload= is not supported with backend='ray': Ray starts its own actors")
             try:
                 from slither._ray_core import RayCore
             except ImportError as exc:
