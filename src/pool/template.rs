@@ -466,14 +466,14 @@ fn replace(sh: &Arc<Shared>, warm: &mut Warm, died_starting: bool) {
 fn tend(sh: &Arc<Shared>, warm: &mut Warm) {
     let Some(t) = warm.current.as_ref() else { return };
     let epoch = warm.epoch;
-    let pidfd = pidfd_open(t.pid()).and_then(|fd| register(fd));
+    let pidfd = pidfd_open(t.pid()).and_then(register);
     let ctl = if warm.ready {
         None
     } else {
         let fd = unsafe { libc::fcntl(t.control_fd(), libc::F_DUPFD_CLOEXEC, 0) };
         (fd >= 0)
             .then(|| unsafe { OwnedFd::from_raw_fd(fd) })
-            .and_then(|fd| register(fd))
+            .and_then(register)
     };
     let sh = sh.clone();
     tokio::spawn(async move {
