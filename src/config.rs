@@ -45,6 +45,8 @@ pub struct PoolConfig {
     /// Modules a template process imports once; workers are then forked from it instead of started as fresh
     /// interpreters (empty: no template).
     pub preload: Vec<String>,
+    /// Import path entries the template puts first before importing `preload` (the host's, as workers get).
+    pub preload_path: Vec<String>,
 }
 
 impl Default for PoolConfig {
@@ -67,6 +69,7 @@ impl Default for PoolConfig {
             max_frame_bytes: crate::protocol::DEFAULT_MAX_FRAME,
             steal_after: 0.005,
             preload: Vec::new(),
+            preload_path: Vec::new(),
         }
     }
 }

@@ -170,6 +170,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
             "forward_output": forward_output,
             "max_frame_bytes": int(max_frame_bytes),
             "preload": list(args["preload"]),
+            "preload_path": _worker_sys_path(same_interpreter) if args["preload"] else [],
         }
         init_spec = {
             "sys_path": _worker_sys_path(same_interpreter),

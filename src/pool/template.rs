@@ -99,6 +99,10 @@ impl Template {
             .args(&cfg.preload)
             .envs(&cfg.env)
             .env("PYTHONUNBUFFERED", "1")
+            .env(
+                "SLITHER_TEMPLATE_PATH",
+                serde_json::to_string(&cfg.preload_path).unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(if cfg.forward_output {

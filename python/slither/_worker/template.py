@@ -30,6 +30,10 @@ _MAX_REQUEST = 1 << 20
 
 def main(modules: list[str]) -> None:
     ctl = socket.socket(fileno=CONTROL_FD)
+    # The host's import path, as every worker gets it with its init (the same order: first entries win).
+    for entry in reversed(json.loads(os.environ.pop("SLITHER_TEMPLATE_PATH", "[]") or "[]")):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
     for name in modules:
         try:
             importlib.import_module(name)
