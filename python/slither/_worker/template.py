@@ -37,7 +37,7 @@ def main(modules: list[str]) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
-        except BaseException as exc:  # noqa: BLE001 - any failure to import is reported, never raised here
+        except BaseException as exc:  # any failure to import is reported, never raised here
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
             ctl.send(f"E{name}\0{last}".encode())
             os._exit(1)
@@ -72,7 +72,7 @@ def _fork(ctl: socket.socket, fds: list[int], env: dict[str, str]) -> dict[str, 
         try:
             _become_worker(ctl, fds, env)
             code = 0
-        except BaseException:  # noqa: BLE001 - a child must never return into the template's loop
+        except BaseException:  # a child must never return into the template's loop
             traceback.print_exc()
         finally:
             os._exit(code)
