@@ -41,6 +41,9 @@ def main(modules: list[str]) -> None:
             last = traceback.format_exception_only(type(exc), exc)[-1].strip()
             ctl.send(f"E{name}\0{last}".encode())
             os._exit(1)
+    # The worker's own modules too, so a forked worker starts serving at once.
+    import slither._worker.loop  # noqa: F401
+
     ctl.send(b"R")
     while True:
         msg, fds, _flags, _addr = socket.recv_fds(ctl, _MAX_REQUEST, 3)
