@@ -255,7 +255,7 @@ def render(res: dict) -> str:
     lines = [
         f"Measured {res['date']} by `bench/warm.py` (Python {res['python']}, {res['cpus']} CPUs, load average "
         f"{res['load_at_start'][0]:.2f} at the start; {res['rounds']} rounds, {res['kills_per_round']} kills per "
-        "round; release build). Every worker's `init` imports numpy and scikit-learn. Median (min–max).",
+        "round). Every worker's `init` imports numpy and scikit-learn. Median (min–max).",
         "",
         "| | fresh interpreters | `preload=` | forkserver + `set_forkserver_preload` | preload / fresh | preload / forkserver |",
         "|---|---|---|---|---|---|",

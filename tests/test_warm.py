@@ -118,6 +118,32 @@ def test_a_forked_worker_that_segfaults_is_a_crash_with_its_signal_and_is_replac
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["fork", "multiprocessing", "system"])
+def test_a_forked_workers_crash_is_seen_at_exit_even_when_its_helper_holds_the_channel(tmp_path, how):
+    pid_file = str(tmp_path / "helper.pid")
+    with slither.Pool(2, preload=PRELOAD) as pool:
+        t0 = time.monotonic()
+        with pytest.raises(slither.WorkerCrashed, match="SIGSEGV"):
+            pool.call("_core_helpers:helper_then_segfault", how, pid_file)
+        assert time.monotonic() - t0 < 10, "the crash was not seen when the worker exited"
+        helper = int(open(pid_file).read())
+        assert _wait(lambda: _gone(helper), 1.0), "the helper outlived its forked worker's process group"
+        assert pool.wait_ready(timeout=30)
+        assert all(w.state == "ready" for w in pool.stats().workers)
+        assert pool.map("_core_helpers:echo", range(4)) == [0, 1, 2, 3]
+
+
+@pytest.mark.timeout(120)
+def test_a_batch_sent_to_a_forked_worker_that_was_just_killed_is_requeued_not_charged():
+    with slither.Pool(2, preload=PRELOAD) as pool:
+        for i in range(20):
+            assert pool.wait_ready(timeout=30)
+            os.kill(pool.workers_info()[i % 2].pid, signal.SIGKILL)
+            futs = [pool.submit("_core_helpers:echo", j) for j in range(4)]
+            assert [f.result(timeout=30) for f in futs] == list(range(4)), f"try {i}"
+
+
+@pytest.mark.timeout(60)
 def test_a_forked_worker_exiting_reports_its_exit_code():
     with slither.Pool(1, preload=PRELOAD) as pool:
         with pytest.raises(slither.WorkerCrashed, match="code 7"):

@@ -50,6 +50,20 @@ struct Reply {
     error: Option<String>,
 }
 
+/// Why a fork request gave no worker.
+pub(crate) enum ForkFailed {
+    /// The template answered that fork() failed (e.g. a process limit): it is fine, this start is not.
+    Refused(String),
+    /// The template is gone or did not answer: replace it.
+    Broken(std::io::Error),
+}
+
+impl From<std::io::Error> for ForkFailed {
+    fn from(e: std::io::Error) -> Self {
+        ForkFailed::Broken(e)
+    }
+}
+
 /// What the template said after its imports.
 pub(crate) enum Started {
     Ready,
@@ -176,9 +190,14 @@ impl Template {
         }
     }
 
+    /// Whether the process has exited (reaped here if so): a template killed from outside is not news.
+    fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Forks worker `index` (process `generation`). The worker's channel, stdout and stderr are created here and
     /// their worker ends passed over the control socket.
-    pub fn fork(&mut self, cfg: &PoolConfig, index: usize, generation: u64) -> std::io::Result<Spawned> {
+    pub fn fork(&mut self, cfg: &PoolConfig, index: usize, generation: u64) -> Result<Spawned, ForkFailed> {
         let (host_end, worker_end) = UnixStream::pair()?;
         let mut fds: Vec<OwnedFd> = vec![OwnedFd::from(worker_end)];
         let mut readers = Vec::new();
@@ -195,15 +214,14 @@ impl Template {
         env.insert("SLITHER_WORKER_GENERATION", generation.to_string());
         // Its parent is the template, not the host: the start-up parent check does not apply.
         env.insert("SLITHER_PARENT_PID", "0".into());
-        env.insert("SLITHER_FORKED", "1".into());
         let req = serde_json::json!({"op": "fork", "env": env});
         self.send(req.to_string().as_bytes(), &fds)?;
         drop(fds);
         let reply = self.reply()?;
         let pid = match (reply.pid, reply.error) {
             (Some(pid), _) if pid > 0 => pid,
-            (_, Some(why)) => return Err(io_err(format!("the template could not fork: {why}"))),
-            _ => return Err(io_err("the template sent a malformed fork reply")),
+            (_, Some(why)) => return Err(ForkFailed::Refused(why)),
+            _ => return Err(io_err("the template sent a malformed fork reply").into()),
         };
         host_end.set_nonblocking(true)?;
         let mut readers = readers.into_iter();
@@ -340,6 +358,11 @@ pub(crate) struct Warm {
 /// Err: why the pool cannot start (a preload module that does not import is a configuration error).
 pub(crate) fn start(sh: &Arc<Shared>) -> Result<(), String> {
     let cfg = &sh.cfg;
+    if pidfd_open(std::process::id()).is_none() {
+        // Without pidfds the host could not watch a forked worker's exit (it is not the host's child).
+        eprintln!("slither: this kernel has no pidfd_open (Linux 5.3+); preload= is ignored and workers start fresh");
+        return Ok(());
+    }
     let mut t = Template::start(cfg)
         .map_err(|e| format!("could not start the preload template interpreter {:?}: {e}", cfg.python))?;
     match t.wait_started(cfg.startup_timeout()) {
@@ -382,7 +405,14 @@ pub(crate) fn fork(sh: &Arc<Shared>, index: usize, generation: u64) -> Option<Sp
             sh.forked.lock().unwrap_or_else(|p| p.into_inner()).insert(sp.pid);
             Some(sp)
         }
-        Err(_) => {
+        Err(ForkFailed::Refused(why)) => {
+            eprintln!("slither: the preload template could not fork worker {index} ({why}); starting it fresh");
+            None
+        }
+        Err(ForkFailed::Broken(e)) => {
+            if !t.exited() {
+                eprintln!("slither: the preload template failed a fork request ({e}); restarting it");
+            }
             replace(sh, warm, false);
             None
         }
