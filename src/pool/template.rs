@@ -40,6 +40,8 @@ const REPLY_WITHIN: Duration = Duration::from_secs(5);
 pub(crate) struct Template {
     child: Child,
     ctl: OwnedFd,
+    /// Set once the process was reaped: its pid and group id may be reused, never signal them again.
+    ended: Option<std::process::ExitStatus>,
 }
 
 #[derive(Deserialize, Default)]
@@ -148,7 +150,11 @@ impl Template {
         }
         let child = cmd.spawn()?;
         drop(template_end);
-        Ok(Template { child, ctl: host_end })
+        Ok(Template {
+            child,
+            ctl: host_end,
+            ended: None,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -177,8 +183,8 @@ impl Template {
     /// Why the template is unusable, naming its exit status when it has one.
     fn death_note(&mut self, e: &std::io::Error) -> String {
         std::thread::sleep(Duration::from_millis(20));
-        match self.child.try_wait() {
-            Ok(Some(st)) => {
+        match self.reaped() {
+            Some(st) => {
                 use std::os::unix::process::ExitStatusExt;
                 match (st.code(), st.signal()) {
                     (Some(c), _) => format!("it exited with code {c} (its stderr is above)"),
@@ -192,7 +198,15 @@ impl Template {
 
     /// Whether the process has exited (reaped here if so): a template killed from outside is not news.
     fn exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
+        self.reaped().is_some()
+    }
+
+    /// Its exit status if it exited (reaping it).
+    fn reaped(&mut self) -> Option<std::process::ExitStatus> {
+        if self.ended.is_none() {
+            self.ended = self.child.try_wait().ok().flatten();
+        }
+        self.ended
     }
 
     /// Forks worker `index` (process `generation`). The worker's channel, stdout and stderr are created here and
@@ -335,6 +349,9 @@ impl Template {
 
     /// Ends the template (its forked workers are not in its group and keep running) and reaps it.
     pub fn kill(mut self) {
+        if self.ended.is_some() {
+            return;
+        }
         unsafe {
             libc::killpg(self.child.id() as libc::pid_t, libc::SIGKILL);
         }
