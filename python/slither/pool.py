@@ -103,10 +103,9 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         TypeError: an unknown keyword (the message names the closest valid one), or an argument given
             under both its names.
         ConfigError: a value of the wrong type or range (the message names the argument and what was
-            expected).
-        PoolBroken: the workers did not start (their ``init`` failed, ``startup_timeout`` passed).
-        ConfigError: also when a ``preload`` module fails to import in the worker interpreter (named, with
+            expected), or a ``preload`` module that fails to import in the worker interpreter (named, with
             its exception).
+        PoolBroken: the workers did not start (their ``init`` failed, ``startup_timeout`` passed).
 
     Use it as a context manager: ``close()`` lets submitted work finish and stops the workers;
     ``terminate()`` stops them now. Exiting the interpreter or collecting the pool also stops them, and
