@@ -236,6 +236,31 @@ def test_a_killed_template_is_restarted_and_running_workers_keep_running():
         assert pool.map(abs, [-5]) == [5]
 
 
+@pytest.mark.timeout(150)
+def test_a_template_that_keeps_failing_to_restart_is_given_up_and_workers_start_fresh(tmp_path, capfd):
+    flag = tmp_path / "broken"
+    with slither.Pool(2, preload=["_warm_flaky_preload"], env={"SLITHER_TEST_BREAK_PRELOAD": str(flag)}) as pool:
+        old = _template()
+        flag.write_text("")
+        os.kill(old, signal.SIGKILL)
+        # Each restart fails to import; after crash_loop_limit (3) in a row no template is started again.
+        err = []
+
+        def given_up():
+            err.append(capfd.readouterr().err)
+            return "workers start as fresh interpreters from now on" in "".join(err)
+
+        assert _wait(given_up, 90), "".join(err)  # three interpreter starts: generous on a loaded machine
+        assert 'could not import "_warm_flaky_preload"' in "".join(err)
+        time.sleep(0.3)
+        assert _template_pids() == [], "a template that keeps failing is restarted for ever"
+        victim = pool.workers_info()[0].pid
+        os.kill(victim, signal.SIGKILL)
+        assert _wait(lambda: pool.workers_info()[0].pid != victim and pool.wait_ready(timeout=30), 30)
+        assert psutil.Process(pool.workers_info()[0].pid).ppid() == os.getpid(), "the replacement was not fresh"
+        assert pool.map(abs, [-1, -2]) == [1, 2]
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("module", "named"), [
     ("_warm_no_such_module", "No module named '_warm_no_such_module'"),

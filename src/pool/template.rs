@@ -493,7 +493,7 @@ fn replace(sh: &Arc<Shared>, warm: &mut Warm, died_starting: bool) {
     if warm.failures >= sh.cfg.crash_loop_limit {
         warm.disabled = true;
         eprintln!(
-            "slither: the preload template died {} times in a row before it was ready; workers start as fresh \
+            "slither: the preload template failed to start {} times in a row; workers start as fresh \
              interpreters from now on",
             warm.failures
         );
@@ -583,16 +583,25 @@ async fn exited(pidfd: Option<&AsyncFd<OwnedFd>>) {
     }
 }
 
-/// Resolves when `fd` is readable (true) or cannot be watched (false).
+/// Resolves when `fd` has a message to read (true) or cannot be watched (false).
 async fn readable(fd: Option<&AsyncFd<OwnedFd>>) -> bool {
-    match fd {
-        Some(fd) => match fd.readable().await {
-            Ok(mut g) => {
-                g.retain_ready();
-                true
-            }
-            Err(_) => false,
-        },
-        None => std::future::pending().await,
+    let Some(fd) = fd else {
+        return std::future::pending().await;
+    };
+    loop {
+        let Ok(mut g) = fd.readable().await else {
+            return false;
+        };
+        let mut p = libc::pollfd {
+            fd: fd.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // A wake-up with nothing to read is not the template's first word.
+        if unsafe { libc::poll(&mut p, 1, 0) } > 0 {
+            g.retain_ready();
+            return true;
+        }
+        g.clear_ready();
     }
 }
