@@ -9,7 +9,9 @@ round by round:
 
 - ``start2`` / ``start16``: cold start of 2 and of 16 workers, from the constructor call to every worker's
   init done (slither: the constructor returns; multiprocessing: every initializer reported on a queue);
-- ``replace``: from a worker's SIGKILL to its replacement's init done, ``--kills`` times.
+- ``replace``: from a worker's SIGKILL to its replacement's init done, ``--kills`` times;
+- ``memory``: with 2 workers ready, each worker's resident (RSS) and private (USS) memory, and the RSS of the
+  extra process that forks them (the template, the forkserver).
 
 Engines: ``fresh`` = ``slither.Pool(init=init_ml)``; ``preload`` = the same plus
 ``preload=["numpy", "sklearn.linear_model"]``; ``forkserver`` = ``multiprocessing.get_context("forkserver")``
@@ -39,7 +41,8 @@ DOCS = HERE.parent / "docs"
 BEGIN, END = "<!-- warm:begin -->", "<!-- warm:end -->"
 PRELOAD = ["numpy", "sklearn.linear_model"]
 ENGINES = ("fresh", "preload", "forkserver")
-PARTS = ("start2", "start16", "replace")
+PARTS = ("start2", "start16", "replace", "memory")
+MB = 1 << 20
 
 
 def init_ml() -> None:
@@ -61,7 +64,23 @@ def _slither_pool(engine: str, n: int):
     return slither.Pool(n, init="warm:init_ml", **extra)
 
 
+def _memory(workers: list[int], forker: int | None) -> dict:
+    import psutil
+
+    time.sleep(0.3)
+    infos = [psutil.Process(pid).memory_full_info() for pid in workers]
+    return {"worker_rss_mb": statistics.mean(i.rss for i in infos) / MB,
+            "worker_uss_mb": statistics.mean(i.uss for i in infos) / MB,
+            "forker_rss_mb": psutil.Process(forker).memory_info().rss / MB if forker else 0.0}
+
+
 def probe_slither(engine: str, part: str, kills: int) -> dict:
+    if part == "memory":
+        import psutil
+
+        with _slither_pool(engine, 2) as pool:
+            pids = [w.pid for w in pool.workers_info()]
+            return _memory(pids, psutil.Process(pids[0]).ppid() if engine == "preload" else None)
     if part.startswith("start"):
         n = int(part[len("start"):])
         t0 = time.perf_counter()
@@ -116,6 +135,17 @@ def probe_forkserver(part: str, kills: int) -> dict:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     signal.signal(signal.SIGALRM, _alarm)
+    if part == "memory":
+        from multiprocessing import forkserver
+
+        q = ctx.SimpleQueue()
+        pool = ctx.Pool(2, initializer=warm.announce_ml, initargs=(q,))
+        for _ in range(2):
+            q.get()
+        out = _memory([p.pid for p in pool._pool], forkserver._forkserver._forkserver_pid)
+        pool.close()
+        pool.join()
+        return out
     if part.startswith("start"):
         n = int(part[len("start"):])
         q = ctx.SimpleQueue()
@@ -198,7 +228,8 @@ def main() -> None:
                 if "error" in got:
                     errors.append(f"round {r + 1} {engine} {part}: {got['error']}")
                     continue
-                raw[engine][part].extend(got["ms"] if part == "replace" else [got["seconds"]])
+                raw[engine][part].extend(got["ms"] if part == "replace" else [got] if part == "memory"
+                                         else [got["seconds"]])
                 print(f"round {r + 1} {part:8} {engine:10} {_short(got)}", file=sys.stderr, flush=True)
     summary = {e: _summary(raw[e]) for e in ENGINES}
     result = {
@@ -221,6 +252,8 @@ def main() -> None:
 
 
 def _short(got: dict) -> str:
+    if "worker_rss_mb" in got:
+        return ", ".join(f"{k} {v:.1f}" for k, v in got.items())
     if "ms" in got:
         ms = sorted(got["ms"])
         return f"replace median {statistics.median(ms):.1f} ms (n={len(ms)}, hung={got.get('hung', 0)})"
@@ -230,6 +263,9 @@ def _short(got: dict) -> str:
 def _summary(parts: dict[str, list]) -> dict:
     out = {}
     for part, values in parts.items():
+        if part == "memory":
+            out[part] = {k: statistics.median(v[k] for v in values) for k in values[0]} if values else None
+            continue
         if not values:
             out[part] = None
             continue
@@ -266,6 +302,15 @@ def render(res: dict) -> str:
         lines.append(f"| {label} | {cell('fresh', part, unit)} | {cell('preload', part, unit)} | "
                      f"{cell('forkserver', part, unit)} | {ratio(part, 'preload', 'fresh')} | "
                      f"{ratio(part, 'preload', 'forkserver')} |")
+    mem = {e: s[e]["memory"] for e in ENGINES}
+    if all(mem.values()):
+        lines += ["", "Memory with 2 workers ready (median over the rounds, MiB):", "",
+                  "| | fresh interpreters | `preload=` | forkserver |", "|---|---|---|---|"]
+        for key, label in (("worker_rss_mb", "each worker's RSS"), ("worker_uss_mb", "each worker's USS (private)"),
+                           ("forker_rss_mb", "the template's / forkserver's RSS")):
+            cells = " | ".join("—" if key == "forker_rss_mb" and e == "fresh" else f"{mem[e][key]:.1f}"
+                               for e in ENGINES)
+            lines.append(f"| {label} | {cells} |")
     if res["errors"]:
         lines += ["", "Failed probes: " + "; ".join(res["errors"])]
     return "\n".join(lines)
