@@ -33,6 +33,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -196,15 +197,27 @@ def run_probe(engine: str, part: str, kills: int) -> None:
 
 # -- the run ---------------------------------------------------------------------------------------------
 def probe(engine: str, part: str, kills: int, timeout: float = 900) -> dict:
+    """Runs one probe in its own session and kills whatever it left behind (multiprocessing's forkserver and
+    the workers of an abandoned pool outlive it and would hold its output pipes open)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", engine, part, "--kills", str(kills)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-400:]}"}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=HERE, start_new_session=True)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout} s"}
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        for line in out.read().splitlines():
+            if line.startswith("RESULT "):
+                return json.loads(line[len("RESULT "):])
+        return {"error": f"exit {proc.returncode}: {err.read().strip()[-400:]}"}
 
 
 def main() -> None:
