@@ -42,6 +42,11 @@ pub struct PoolConfig {
     /// Seconds a worker's current batch must have run before a batch held behind it is given to an idle
     /// worker instead.
     pub steal_after: f64,
+    /// Modules a template process imports once; workers are then forked from it instead of started as fresh
+    /// interpreters (empty: no template).
+    pub preload: Vec<String>,
+    /// Import path entries the template puts first before importing `preload` (the host's, as workers get).
+    pub preload_path: Vec<String>,
 }
 
 impl Default for PoolConfig {
@@ -63,6 +68,8 @@ impl Default for PoolConfig {
             forward_output: true,
             max_frame_bytes: crate::protocol::DEFAULT_MAX_FRAME,
             steal_after: 0.005,
+            preload: Vec::new(),
+            preload_path: Vec::new(),
         }
     }
 }
@@ -94,6 +101,11 @@ impl PoolConfig {
                 "shutdown_grace and restart_backoff must be non-negative numbers".into(),
             ));
         }
+        if let Some(bad) = self.preload.iter().find(|m| !is_module_name(m)) {
+            return Err(Error::Config(format!(
+                "preload must list importable module names like \"numpy\" or \"sklearn.linear_model\", got {bad:?}"
+            )));
+        }
         if self.max_tasks_per_worker == Some(0) {
             return Err(Error::Config("max_tasks_per_worker must be at least 1".into()));
         }
@@ -111,4 +123,14 @@ impl PoolConfig {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs_f64(self.shutdown_grace.max(0.0))
     }
+}
+
+/// A dotted Python module name (`a.b_c.d`): identifiers separated by dots.
+fn is_module_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                && chars.all(|c| c.is_alphanumeric() || c == '_')
+        })
 }

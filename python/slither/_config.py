@@ -124,6 +124,10 @@ def check_pool_args(a: dict[str, Any]) -> None:
     positive_int("max_frame_bytes", a["max_frame_bytes"], optional=False)
     seconds("startup_timeout", a["startup_timeout"])
     seconds("shutdown_grace", a["shutdown_grace"], positive=False)
+    preload = a["preload"]
+    expect(not isinstance(preload, (str, bytes)) and isinstance(preload, Collection)
+           and all(isinstance(m, str) and m for m in preload),
+           "preload", preload, 'a list of module names such as ["numpy", "sklearn.linear_model"]')
     expect(isinstance(a["forward_output"], bool), "forward_output", a["forward_output"], "True or False")
     expect(a["backend"] in ("local", "ray"), "backend", a["backend"], "'local' or 'ray'")
     expect(a["address"] is None or isinstance(a["address"], str), "address", a["address"], "a Ray address (str) or None")

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from slither import _aio, _config, errors
@@ -95,6 +95,10 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         startup_timeout: seconds to wait for every worker's hello and init.
         shutdown_grace: seconds between the polite stop, SIGTERM and SIGKILL.
         forward_output: copy each worker's stdout/stderr lines to the host's stderr, prefixed.
+        preload: module names (``["numpy", "sklearn.linear_model"]``) imported once by a template process;
+            workers are then forked from it, so a start, a replacement after a crash or a recycle costs a
+            fork (milliseconds) instead of an interpreter start plus these imports. Each worker is still a
+            separate process with its own channel, process group and ``init``. See docs/api.md, "Warm start".
         **aliases: the spellings of ``multiprocessing.Pool`` and ``ProcessPoolExecutor``: ``processes=`` and
             ``max_workers=`` for ``workers``, ``initializer=`` / ``initargs=`` for ``init`` / ``init_args``,
             ``maxtasksperchild=`` and ``max_tasks_per_child=`` for ``max_tasks_per_worker`` (which counts
@@ -104,7 +108,8 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         TypeError: an unknown keyword (the message names the closest valid one), or an argument given
             under both its names.
         ConfigError: a value of the wrong type or range (the message names the argument and what was
-            expected).
+            expected), or a ``preload`` module that fails to import in the worker interpreter (named, with
+            its exception).
         PoolBroken: the workers did not start (their ``init`` failed, ``startup_timeout`` passed).
 
     Use it as a context manager: ``close()`` lets submitted work finish and stops the workers;
@@ -132,6 +137,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         startup_timeout: float = 60.0,
         shutdown_grace: float = 2.0,
         forward_output: bool = True,
+        preload: Sequence[str] = (),
         backend: Backend = "local",
         address: str | None = None,
         **aliases: Unpack[PoolAliases],
@@ -146,7 +152,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
              "max_tasks_per_worker": max_tasks_per_worker, "max_memory_per_worker": max_memory_per_worker,
              "max_result_bytes": max_result_bytes, "max_frame_bytes": max_frame_bytes,
              "startup_timeout": startup_timeout, "shutdown_grace": shutdown_grace, "forward_output": forward_output,
-             "backend": backend, "address": address},
+             "preload": preload, "backend": backend, "address": address},
             aliases, _DEFAULTS)
         _config.check_pool_args(args)
         workers, init, init_args, max_tasks_per_worker = (args["workers"], args["init"], args["init_args"],
@@ -167,6 +173,8 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
             "max_memory_per_worker": max_memory_per_worker,
             "forward_output": forward_output,
             "max_frame_bytes": int(max_frame_bytes),
+            "preload": list(args["preload"]),
+            "preload_path": _worker_sys_path(same_interpreter) if args["preload"] else [],
         }
         init_spec = {
             "sys_path": _worker_sys_path(same_interpreter),
@@ -180,6 +188,8 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         if backend == "ray":
             if python is not None:
                 raise errors.ConfigError("python= is not supported with backend='ray': Ray chooses the interpreter")
+            if args["preload"]:
+                raise errors.ConfigError("preload= is not supported with backend='ray': Ray starts its own actors")
             try:
                 from slither._ray_core import RayCore
             except ImportError as exc:

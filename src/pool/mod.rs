@@ -19,11 +19,13 @@ mod sched;
 #[cfg(test)]
 mod sched_tests;
 mod spawn;
+mod template;
 #[cfg(test)]
 mod tests;
 mod worker;
 
 use crossbeam_channel::{Receiver, Sender};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
@@ -171,6 +173,11 @@ pub(crate) struct Shared {
     supervisor: OnceLock<ThreadId>,
     /// Payloads by path (in the frame, or in a shared-memory segment), both ways.
     pub transfers: Transfers,
+    /// The preload template (None without `preload`), the workers it forked and not yet reaped, and why it
+    /// could not start (a configuration error, reported by `wait_ready`).
+    warm: Mutex<Option<template::Warm>>,
+    forked: Mutex<HashSet<u32>>,
+    preload_error: OnceLock<String>,
 }
 
 impl Shared {
@@ -261,8 +268,8 @@ impl Shared {
 
     /// After the process exited (a zombie still): kills what it left in its group and tells the reaper. The
     /// caller reports the exit to the scheduler, then calls [`Shared::reap`].
-    fn bury(&self, pid: u32) -> (Option<i32>, Option<String>) {
-        let status = spawn::exit_status(pid);
+    fn bury(self: &Arc<Self>, pid: u32) -> (Option<i32>, Option<String>) {
+        let status = template::status(self, pid).unwrap_or_else(|| spawn::exit_status(pid));
         // Until the zombie is reaped its group id cannot be reused, so this reaches only its own group.
         unsafe {
             libc::killpg(pid as libc::pid_t, libc::SIGKILL);
@@ -274,13 +281,29 @@ impl Shared {
     }
 
     /// Reaps the process; signals meant for it are refused from here on (its pid may be reused).
-    fn reap(&self, worker: usize, generation: u64, pid: u32) {
+    fn reap(self: &Arc<Self>, worker: usize, generation: u64, pid: u32) {
         let mut io = self.io(worker);
         if io.generation == generation {
             io.reaped = true;
             io.outbox = None;
         }
-        spawn::reap(pid);
+        drop(io);
+        if !template::reap(self, pid) {
+            spawn::reap(pid);
+        }
+    }
+
+    /// Tells the reaper about a process group to kill if the host dies.
+    fn reaper_add(&self, pgid: u32) {
+        if let Some(r) = self.reaper.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            r.add(pgid);
+        }
+    }
+
+    fn reaper_remove(&self, pgid: u32) {
+        if let Some(r) = self.reaper.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            r.remove(pgid);
+        }
     }
 }
 
@@ -308,6 +331,9 @@ impl Pool {
             reaper: Mutex::new(None),
             supervisor: OnceLock::new(),
             transfers: Transfers::default(),
+            warm: Mutex::new(None),
+            forked: Mutex::new(HashSet::new()),
+            preload_error: OnceLock::new(),
         });
         let sup = shared.clone();
         let handle = std::thread::Builder::new()
@@ -347,6 +373,9 @@ impl Pool {
     pub fn wait_ready(&self, slice: Duration) -> Result<bool> {
         self.owned()?;
         self.wait_until(slice, |s| {
+            if let Some(why) = self.shared.preload_error.get() {
+                return Some(Err(Error::Config(why.clone())));
+            }
             if let Some(why) = &s.broken {
                 return Some(Err(Error::PoolBroken(why.clone())));
             }

@@ -17,6 +17,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::outbox::Outbox;
 use super::reaper::Reaper;
 use super::spawn::spawn_worker;
+use super::template;
 use super::worker::{serve, Tail};
 use super::Shared;
 use crate::stats::read_rss;
@@ -41,6 +42,13 @@ pub(crate) fn run(sh: Arc<Shared>, cmds: UnboundedReceiver<Command>) {
 
 async fn supervise(sh: Arc<Shared>, mut cmds: UnboundedReceiver<Command>) {
     *sh.reaper.lock().unwrap_or_else(|p| p.into_inner()) = Reaper::start().ok();
+    if !sh.cfg.preload.is_empty() {
+        // Before any worker starts: with a template that imported the preload, every worker is forked from it.
+        if let Err(why) = template::start(&sh) {
+            let _ = sh.preload_error.set(why.clone());
+            sh.apply(|s, fx| s.spawn_failed(why, fx));
+        }
+    }
     let mut memory = tokio::time::interval(MEMORY_EVERY);
     memory.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut channel_open = true;
@@ -74,6 +82,7 @@ async fn supervise(sh: Arc<Shared>, mut cmds: UnboundedReceiver<Command>) {
             _ = memory.tick() => sample_memory(&sh, true),
         }
     }
+    template::stop(&sh);
     if let Some(reaper) = sh.reaper.lock().unwrap_or_else(|p| p.into_inner()).take() {
         reaper.finish();
     }
@@ -81,15 +90,18 @@ async fn supervise(sh: Arc<Shared>, mut cmds: UnboundedReceiver<Command>) {
 
 /// Starts a process in slot `worker` (on this thread: see the module docs) and its task.
 pub(crate) fn spawn_slot(sh: &Arc<Shared>, worker: usize, generation: u64) {
-    match spawn_worker(&sh.cfg, worker, generation) {
+    // Forked from the preload template when it is ready; a fresh interpreter otherwise.
+    let spawned = match template::fork(sh, worker, generation) {
+        Some(sp) => Ok(sp),
+        None => spawn_worker(&sh.cfg, worker, generation),
+    };
+    match spawned {
         Ok(sp) => {
             let pid = sp.pid;
             let outbox = Arc::new(Outbox::new(&sp.channel));
             let tail: Tail = Arc::new(Mutex::new(Default::default()));
             sh.install(worker, generation, pid, outbox.clone());
-            if let Some(r) = sh.reaper.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-                r.add(pid);
-            }
+            sh.reaper_add(pid);
             tokio::spawn(serve(sh.clone(), worker, generation, sp, outbox, tail));
             let now = Instant::now();
             sh.apply(|s, fx| s.spawned(worker, generation, pid, now, fx));

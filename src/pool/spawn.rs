@@ -91,7 +91,7 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
     // `child` is dropped without waiting: the supervisor reaps the pid itself after seeing the exit.
 }
 
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     #[cfg(target_os = "linux")]
     {
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
