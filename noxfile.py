@@ -40,6 +40,7 @@ TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "psutil>=5
 # Newer Hypothesis releases need a compiled extension that cannot be built for 3.13t.
 FT_TEST_DEPS = [d if not d.startswith("hypothesis") else "hypothesis>=6.100,<6.150" for d in TEST_DEPS]
 EXAMPLE_DEPS = ["scikit-learn>=1.3", "Pillow>=10.0"]
+ARRAY_DEPS = ["numpy>=1.26", "scikit-learn>=1.3", "pandas>=2.2"]
 NOTEBOOK_DEPS = ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "matplotlib>=3.8", "tqdm", "ipywidgets>=8"]
 TYPING_DEPS = ["mypy>=1.11", "pyright>=1.1.380"]
 WHEEL_DEPS = ["maturin>=1.7,<2", "ziglang>=0.13", "auditwheel>=6.0"]
@@ -92,7 +93,7 @@ def _develop(session: nox.Session) -> None:
 @nox.session(python=TESTED)
 def tests(session: nox.Session) -> None:
     """Build the extension, run the core crate's tests (once, on the first version), then pytest."""
-    session.install(*TEST_DEPS, *EXAMPLE_DEPS, *NOTEBOOK_DEPS, "joblib")
+    session.install(*TEST_DEPS, *EXAMPLE_DEPS, *ARRAY_DEPS, *NOTEBOOK_DEPS, "joblib")
     _develop(session)
     if session.python == TESTED[0] and not os.environ.get("SLITHER_SKIP_CARGO_TEST"):
         session.run("cargo", "test", "-p", "slither-core", "--quiet", external=True)
@@ -131,6 +132,11 @@ def _freethreaded_venv(session: nox.Session) -> tuple[str, dict[str, str]]:
     vpy = str(venv / "bin" / "python")
     session.run(vpy, "-m", "pip", "install", "-q", *FT_TEST_DEPS, external=True)
     env = {"VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
+    # The array tests (shared-memory buffers, preload) want numpy, scikit-learn and pandas; wheels only, and
+    # their tests skip with a message where this interpreter has none.
+    arrays = subprocess.run([vpy, "-m", "pip", "install", "-q", "--only-binary=:all:", *ARRAY_DEPS])
+    if arrays.returncode != 0:
+        session.warn(f"no wheels of {ARRAY_DEPS} for this interpreter: their tests are skipped on this leg")
     session.run(str(venv / "bin" / "maturin"), "develop", "--quiet", env=env, external=True)
     session.run(vpy, "-c", "import sys, slither._slither; assert not sys._is_gil_enabled(), 'GIL re-enabled'",
                 env=env, external=True)
