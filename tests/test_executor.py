@@ -361,3 +361,38 @@ def test_no_slither_thread_outlives_close():
     pool.close()
     assert [f.result() for f in futs] == [0, 1, 2, 3]
     assert set(ours()) <= before, ours()
+
+
+EXIT_PROGRAM = """
+    import os
+    import sys
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    def work(path):
+        time.sleep(1.0)
+        open(path, "w").close()
+
+    if __name__ == "__main__":
+        if sys.argv[1] == "slither":
+            from slither import ProcessPoolExecutor
+        how = sys.argv[2]
+        ex = ProcessPoolExecutor(1)
+        for i in range(3):
+            ex.submit(work, os.path.join(sys.argv[3], f"done{i}"))
+        if how == "no-wait":
+            ex.shutdown(wait=False)
+        print("script end")
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["no-shutdown", "no-wait"])
+def test_calls_submitted_before_the_script_ends_finish_as_in_the_stdlib(tmp_path, how):
+    for engine in ("stdlib", "slither"):
+        out = tmp_path / engine
+        out.mkdir()
+        proc = _run_script(tmp_path, EXIT_PROGRAM, engine, how, str(out))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "script end\n"
+        assert sorted(p.name for p in out.iterdir()) == ["done0", "done1", "done2"], engine

@@ -69,7 +69,7 @@ def _stop_all_pools() -> None:
     # Runs before the interpreter finalizes: every pool's threads are stopped and joined here, so none can be
     # inside the interpreter while it tears down.
     for pool in list(_live_pools):
-        pool.terminate()
+        pool._at_exit()
 
 
 # A ThreadPoolExecutor only by type: asyncio's set_default_executor accepts nothing else. Its __init__ is never
@@ -249,6 +249,16 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
             self._core.drain(_left(deadline))
         finally:
             self._stop(graceful=True)
+
+    def _at_exit(self) -> None:
+        """Interpreter exit: submitted calls finish and a ``shutdown(wait=False)`` completes first, as
+        ``concurrent.futures`` does at exit; then the workers are stopped."""
+        try:
+            if self._calls is not None:
+                self._calls.settle(None)
+            self._join_threads(None)
+        finally:
+            self.terminate()
 
     def terminate(self) -> None:
         """Stops the workers now: SIGTERM to each process group, a bounded grace, then SIGKILL.
