@@ -92,10 +92,12 @@ def test_payload_over_the_frame_limit_fails_alone_and_the_worker_is_unaffected()
         pid = pool.workers_info()[0].pid
         with pytest.raises(slither.SerializationError, match="over the pool's max_frame_bytes"):
             pool.call("_core_helpers:nbytes", "x" * (2 << 20))
-        out = pool.dispatch("_core_helpers:nbytes", ["a", "y" * (2 << 20), "bb"], batch_size=1)
-        assert out.results == [1, 2]
-        assert [f.index for f in out.failures] == [1] and f"{2 << 20:,}" not in ""
-        assert "1" in str(out.failures[0].exception) and "bytes" in str(out.failures[0].exception)
+        for batch_size in (1, 3, None):  # alone, in one batch with small items, batched automatically
+            out = pool.dispatch("_core_helpers:nbytes", ["a", "y" * (2 << 20), "bb"], batch_size=batch_size)
+            assert out.results == [1, 2], batch_size
+            assert [f.index for f in out.failures] == [1]
+            assert "item(s) 1 of" in str(out.failures[0].exception) and "bytes" in str(out.failures[0].exception)
+        assert pool.map("_core_helpers:nbytes", ["a", "y" * (2 << 20), "bb"], on_error="skip") == [1, 2]
         # A result over the limit: a typed error from the worker, which stays.
         with pytest.raises(slither.SerializationError, match="exceeds"):
             pool.call("operator:mul", "x", 2 << 20)

@@ -105,10 +105,16 @@ class Engine:
         self.live[batch.tag] = batch
         try:
             self.core.submit(self.run, batch.tag, payload.data, len(batch.items), self.timeout, self.pin, payload.fd)
-            payload.release()
         except errors.SerializationError as exc:
-            # Over the pool's max_frame_bytes: these items cannot travel; the rest of the run goes on.
+            # Over the pool's max_frame_bytes. In item mode the items travel in halves until only an item that
+            # is too large on its own fails; a batch function's batch is one unit and fails whole.
             del self.live[batch.tag]
+            if self.mode == "item" and len(batch.items) > 1:
+                half = len(batch.items) // 2
+                for lo, hi in ((0, half), (half, len(batch.items))):
+                    part = self._new_batch(batch.indices[lo:hi], batch.items[lo:hi], batch.attempts, batch.charged)
+                    self._submit(part, ready)
+                return
             span = str(batch.indices[0]) if len(batch.indices) == 1 else f"{batch.indices[0]}..{batch.indices[-1]}"
             err = errors.SerializationError(f"item(s) {span} of {self.fn_name}: {exc}")
             self._fail(batch, "serialization", err, None, ready, retryable=False)
@@ -119,6 +125,8 @@ class Engine:
         except BaseException:
             del self.live[batch.tag]
             raise
+        finally:
+            payload.release()
 
     def _drop_unpicklable(self, batch: Batch, ready: list[Entry]) -> _payload.Encoded | None:
         """Fails the items that will not pickle (each on its own) and returns the payload of the rest."""
