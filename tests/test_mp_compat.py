@@ -171,3 +171,20 @@ def test_a_multiprocessing_program_runs_unchanged(tmp_path):
     assert all(r.returncode == 0 for r in runs), [r.stderr[-2000:] for r in runs]
     assert runs[1].stdout == runs[0].stdout
     assert "['m:0', 'm:1', 'm:4', 'm:9', 'm:16']" in runs[1].stdout
+
+
+def test_a_multiprocessing_context_is_accepted_and_workers_stay_fresh_interpreters():
+    with slither.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as ex:
+        assert ex.submit(abs, -2).result(timeout=30) == 2
+    with slither.Pool(processes=1, context=multiprocessing.get_context("fork")) as pool:
+        assert pool.map(abs, [-1]) == [1]
+    with pytest.raises(slither.ConfigError, match="mp_context must be a multiprocessing context"):
+        slither.Pool(1, mp_context="spawn")
+
+
+def test_work_after_shutdown_is_a_runtime_error_as_in_concurrent_futures():
+    ex = slither.ProcessPoolExecutor(max_workers=1)
+    ex.shutdown()
+    with pytest.raises(RuntimeError, match="closed") as info:
+        ex.submit(abs, 1)
+    assert isinstance(info.value, slither.PoolClosed)

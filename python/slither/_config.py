@@ -30,6 +30,13 @@ ALIASES = {
     "max_tasks_per_child": "max_tasks_per_worker",  # ProcessPoolExecutor (3.11+)
 }
 
+# Accepted so that code written for the stdlib runs unchanged, and otherwise ignored: slither's workers are always
+# fresh interpreters, whatever start method a multiprocessing context names (`preload=` is forkserver's analogue).
+IGNORED = {
+    "mp_context": "ProcessPoolExecutor",
+    "context": "multiprocessing.Pool",
+}
+
 # Keywords that v1 or another habit used with a different meaning: a pointed hint instead of a guess.
 HINTS = {
     "timeout": "the per-batch kill deadline is batch_timeout= (timeout= is map's overall wait for results)",
@@ -50,8 +57,13 @@ def reject_unknown(where: str, unknown: Mapping[str, Any], valid: Collection[str
 
 def resolve_aliases(given: dict[str, Any], extra: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     """Folds alias spellings in ``extra`` into ``given`` (native names); unknown keywords raise TypeError."""
-    reject_unknown("Pool()", {k: v for k, v in extra.items() if k not in ALIASES}, defaults)
+    reject_unknown("Pool()", {k: v for k, v in extra.items() if k not in ALIASES and k not in IGNORED}, defaults)
     out = dict(given)
+    for name in IGNORED:
+        context = extra.get(name)
+        if context is not None and not hasattr(context, "get_start_method"):
+            raise errors.ConfigError(f"{name} must be a multiprocessing context or None, got {context!r}")
+    extra = {k: v for k, v in extra.items() if k not in IGNORED}
     for alias, value in extra.items():
         native = ALIASES[alias]
         if out[native] is not defaults[native] and out[native] != defaults[native]:

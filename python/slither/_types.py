@@ -66,3 +66,5 @@ class PoolAliases(TypedDict, total=False):
     initargs: tuple[Any, ...] | list[Any]
     maxtasksperchild: int | None
     max_tasks_per_child: int | None
+    mp_context: Any  # accepted and ignored: workers are always fresh interpreters
+    context: Any  # the same, multiprocessing.Pool's spelling

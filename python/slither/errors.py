@@ -3,10 +3,12 @@
 ::
 
     SlitherError
-    ├── PoolClosed, PoolBroken, ConfigError, ProtocolError
+    ├── PoolClosed           also a RuntimeError (what concurrent.futures raises for work after shutdown)
+    ├── ConfigError          also a ValueError: an argument or configuration value, named
+    ├── PoolBroken, ProtocolError
     ├── TaskError            user code raised and its exception could not be rebuilt as its own type
     ├── WorkerCrashed        the worker process died mid-batch (exit code / signal named)
-    ├── BatchTimeout         the batch overran ``timeout=``; its worker was killed and replaced
+    ├── BatchTimeout         also a TimeoutError: the batch overran ``batch_timeout=``; its worker was replaced
     ├── SessionLost          a session's worker died or was replaced
     ├── BatchLengthError     a batch function returned the wrong length or not a list
     ├── SerializationError   an item, result or function would not pickle

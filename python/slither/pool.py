@@ -102,7 +102,8 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         **aliases: the spellings of ``multiprocessing.Pool`` and ``ProcessPoolExecutor``: ``processes=`` and
             ``max_workers=`` for ``workers``, ``initializer=`` / ``initargs=`` for ``init`` / ``init_args``,
             ``maxtasksperchild=`` and ``max_tasks_per_child=`` for ``max_tasks_per_worker`` (which counts
-            batches, not items).
+            batches, not items). ``mp_context=`` and ``context=`` (a multiprocessing context) are accepted and
+            ignored: workers are always fresh interpreters, whatever start method the context names.
 
     Raises:
         TypeError: an unknown keyword (the message names the closest valid one), or an argument given
@@ -113,7 +114,8 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         PoolBroken: the workers did not start (their ``init`` failed, ``startup_timeout`` passed).
 
     Use it as a context manager: ``close()`` lets submitted work finish and stops the workers;
-    ``terminate()`` stops them now. Exiting the interpreter or collecting the pool also stops them, and
+    ``terminate()`` stops them now. Exiting the interpreter (after submitted calls finish, as in
+    ``concurrent.futures``) or collecting the pool also stops them, and
     if the host process dies (even by SIGKILL) every worker exits with it.
 
     It is a ``concurrent.futures.Executor`` (``submit``, ``map``, ``shutdown``), usable with

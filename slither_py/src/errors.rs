@@ -1,7 +1,7 @@
 //! The exception tree, declared once, and the one mapping from core errors to it.
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyTimeoutError, PyValueError};
+use pyo3::exceptions::{PyException, PyRuntimeError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -12,12 +12,6 @@ create_exception!(
     SlitherError,
     PyException,
     "Base class of every error slither raises."
-);
-create_exception!(
-    slither.errors,
-    PoolClosed,
-    SlitherError,
-    "The pool was closed; it accepts no more work."
 );
 create_exception!(
     slither.errors,
@@ -65,6 +59,7 @@ create_exception!(
 
 static BATCH_TIMEOUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static CONFIG_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static POOL_CLOSED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// A slither exception that also derives from the standard exception with the same meaning, so that
 /// `except ValueError` / `except TimeoutError` catch it (`class Name(SlitherError, std)`).
@@ -108,6 +103,24 @@ pub fn config_error(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
     )
 }
 
+/// `PoolClosed(SlitherError, RuntimeError)`: what `concurrent.futures` raises for work after shutdown.
+pub fn pool_closed(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+    derived(
+        py,
+        &POOL_CLOSED,
+        "PoolClosed",
+        "The pool was closed; it accepts no more work. Also a RuntimeError, as concurrent.futures raises.",
+        py.get_type::<PyRuntimeError>(),
+    )
+}
+
+fn pool_closed_err(msg: String) -> PyErr {
+    Python::attach(|py| match pool_closed(py) {
+        Ok(t) => PyErr::from_type(t, msg),
+        Err(e) => e,
+    })
+}
+
 /// A `ConfigError` carrying `msg`.
 pub fn config_err(msg: impl Into<String>) -> PyErr {
     let msg = msg.into();
@@ -120,13 +133,13 @@ pub fn config_err(msg: impl Into<String>) -> PyErr {
 pub fn to_pyerr(e: Error) -> PyErr {
     let msg = e.to_string();
     match e {
-        Error::PoolClosed => PoolClosed::new_err(msg),
+        Error::PoolClosed => pool_closed_err(msg),
         Error::PoolBroken(_) => PoolBroken::new_err(msg),
         Error::Io(_) => SlitherError::new_err(msg),
         Error::SessionLost { .. } => SessionLost::new_err(msg),
         Error::NoSuchWorker(_) => config_err(msg),
         Error::FrameTooLarge { .. } => SerializationError::new_err(msg),
-        Error::ForkedChild { .. } => PoolClosed::new_err(msg),
+        Error::ForkedChild { .. } => pool_closed_err(msg),
         Error::Timeout(_) => PyTimeoutError::new_err(msg),
         Error::Store(_) => StoreError::new_err(msg),
         Error::Config(_) => config_err(msg),
@@ -136,7 +149,7 @@ pub fn to_pyerr(e: Error) -> PyErr {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("SlitherError", py.get_type::<SlitherError>())?;
-    m.add("PoolClosed", py.get_type::<PoolClosed>())?;
+    m.add("PoolClosed", pool_closed(py)?)?;
     m.add("PoolBroken", py.get_type::<PoolBroken>())?;
     m.add("SessionLost", py.get_type::<SessionLost>())?;
     m.add("WorkerCrashed", py.get_type::<WorkerCrashed>())?;
