@@ -134,3 +134,15 @@ def test_telemetry_reaches_logging_at_debug(caplog):
             p.map("_helpers:inc", range(3))
             time.sleep(0.5)
     assert any("batch_finished" in r.getMessage() for r in caplog.records)
+
+
+def test_session_timeout_values(pool):
+    # 0: a worker ready now is taken at once; None: no limit; nonsense: a ConfigError naming it.
+    with pool.session(timeout=0) as s:
+        assert s.call(abs, -1) == 1
+    with pool.session(timeout=None) as s:
+        assert s.call(abs, -2) == 2
+    for bad in (-1, float("nan"), "soon"):
+        with pytest.raises(slither.ConfigError, match="timeout"):
+            pool.session(timeout=bad)
+    assert pool.wait_ready(float("inf"))

@@ -339,7 +339,7 @@ class RayCore:
                 self._outstanding -= 1
 
     # -- sessions, introspection --------------------------------------------------------------
-    def open_session(self, timeout: float = 60.0) -> tuple[int, int]:
+    def open_session(self, timeout: float | None = 60.0) -> tuple[int, int]:
         with self._lock:
             slot = min(self._slots, key=lambda s: (s.sessions, s.pending, s.index))
             slot.sessions += 1

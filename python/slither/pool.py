@@ -658,15 +658,17 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
 
     # -- sessions, introspection --------------------------------------------------------------
     def session(self, name: str | None = None, *, cleanup: str | Callable[..., Any] | None = None,
-                timeout: float = 60.0) -> Session:
+                timeout: float | None = 60.0) -> Session:
         """A session pinned to one worker (the least loaded now): strict affinity for every call.
 
         If no worker is ready (one is being replaced after a crash or recycled), waits up to ``timeout``
-        seconds for one, then raises :class:`TimeoutError`. If the session's worker dies later, its next call
-        raises :class:`~slither.errors.SessionLost`. ``cleanup`` runs on the worker when the session closes
-        (if it is still alive).
+        seconds (None: without limit; 0: only a worker ready now) for one, then raises :class:`TimeoutError`.
+        If the session's worker dies later, its next call raises :class:`~slither.errors.SessionLost`.
+        ``cleanup`` runs on the worker when the session closes (if it is still alive). Raises ConfigError
+        for a negative or NaN ``timeout``.
         """
         self._check_open()
+        _config.seconds("timeout", timeout, positive=False, optional=True)
         worker, generation = self._core.open_session(timeout)
         return Session(self._dispatcher, name, worker, generation, cleanup)
 

@@ -135,8 +135,10 @@ impl Completion {
     }
 }
 
+/// `timeout` seconds from now; None for no timeout, or one too large to represent (an infinite wait).
 fn deadline(timeout: Option<f64>) -> Option<Instant> {
-    timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)))
+    let d = Duration::try_from_secs_f64(timeout?.max(0.0)).ok()?;
+    Instant::now().checked_add(d)
 }
 
 #[pymethods]
@@ -222,23 +224,25 @@ impl PoolCore {
         self.pool.cancel(&run.get().run)
     }
 
-    /// Pins a session to the least loaded ready worker, waiting up to `timeout` seconds for one to be ready.
+    /// Pins a session to the least loaded ready worker, waiting up to `timeout` seconds (None: without
+    /// limit) for one to be ready.
     #[pyo3(signature = (timeout=60.0))]
-    fn open_session(&self, py: Python<'_>, timeout: f64) -> PyResult<(usize, u64)> {
+    fn open_session(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<(usize, u64)> {
         let pool = &self.pool;
-        let until = deadline(Some(timeout)).expect("a deadline");
-        let got = wait_for(py, Some(until), |slice| {
-            let left = until.saturating_duration_since(Instant::now());
+        let until = deadline(timeout);
+        let got = wait_for(py, until, |slice| {
+            let left = until.map_or(slice, |u| u.saturating_duration_since(Instant::now()));
             match pool.open_session(slice.min(left)) {
                 Ok(p) => Some(Ok(p)),
-                Err(slither_core::Error::Timeout(_)) if Instant::now() < until => None,
+                Err(slither_core::Error::Timeout(_)) if until.is_none_or(|u| Instant::now() < u) => None,
                 Err(e) => Some(Err(e)),
             }
         })?;
         match got {
             Some(r) => r.map(|p| (p.worker, p.generation)).map_err(to_pyerr),
             None => Err(to_pyerr(slither_core::Error::Timeout(format!(
-                "no worker became ready to open a session on within {timeout} s"
+                "no worker became ready to open a session on within {} s",
+                timeout.unwrap_or(f64::INFINITY)
             )))),
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 const SLICE: Duration = Duration::from_millis(100);
 
 /// Calls `attempt(slice)` detached until it yields `Some`, `deadline` passes (`Ok(None)`), or a signal
-/// handler raises.
+/// handler raises. `attempt` runs at least once, so a deadline already past still takes what is ready now.
 pub fn wait_for<T: Send>(
     py: Python<'_>,
     deadline: Option<Instant>,
@@ -16,13 +16,7 @@ pub fn wait_for<T: Send>(
 ) -> PyResult<Option<T>> {
     loop {
         let slice = match deadline {
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(None);
-                }
-                left.min(SLICE)
-            }
+            Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
             None => SLICE,
         };
         if let Some(v) = py.detach(|| attempt(slice)) {
