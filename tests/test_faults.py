@@ -163,7 +163,16 @@ def test_chaos_every_input_ends_as_result_or_failure():
         assert all(w.state == "ready" for w in p.stats().workers)
 
 
-def test_killing_workers_rejects_a_non_positive_interval(pool):
+@pytest.mark.parametrize("every", [0, -1, float("inf"), float("nan"), "0.1", None, True])
+def test_killing_workers_rejects_an_interval_that_is_not_a_positive_number(pool, every):
     with pytest.raises(ValueError, match="every must be a positive"):
-        with killing_workers(pool, every=0):
+        with killing_workers(pool, every=every):
             pass
+
+
+@pytest.mark.parametrize("kwargs", [{"attempts": 1.5}, {"attempts": True}, {"attempts": 0}, {"backoff": -1},
+                                    {"backoff": "x"}, {"backoff": float("nan")}, {"then": "bogus"}])
+def test_retry_rejects_bad_values_naming_them(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(slither.ConfigError, match=name):
+        slither.Retry(**kwargs)

@@ -38,11 +38,11 @@ def killing_workers(pool: Any, *, every: float = 0.1, seed: int | None = None,
         seed: seeds the choice of worker, for a repeatable sequence.
         sig: the signal sent (default SIGKILL: no cleanup runs in the worker).
 
-    Yields a :class:`Chaos` whose ``kills`` counts the signals delivered. Raises ValueError for
-    ``every`` <= 0.
+    Yields a :class:`Chaos` whose ``kills`` counts the signals delivered. Raises ValueError when ``every``
+    is not a positive, finite number.
     """
-    if not every > 0:
-        raise ValueError(f"every must be a positive number of seconds, got {every!r}")
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or not 0 < every < float("inf"):
+        raise ValueError(f"every must be a positive, finite number of seconds, got {every!r}")
     stop = threading.Event()
     chaos = Chaos()
     rng = random.Random(seed)

@@ -116,8 +116,11 @@ class Retry:
     def __post_init__(self) -> None:
         from slither.errors import ConfigError
 
-        if self.attempts < 1:
-            raise ConfigError(f"Retry attempts must be at least 1, got {self.attempts}")
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ConfigError(f"Retry attempts must be an integer of at least 1, got {self.attempts!r}")
+        backoff = self.backoff
+        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or not 0 <= backoff < float("inf"):
+            raise ConfigError(f"Retry backoff must be a non-negative number of seconds, got {backoff!r}")
         if self.then not in ("skip", "raise"):
             raise ConfigError(f"Retry then= must be 'skip' or 'raise', got {self.then!r}")
 
