@@ -41,7 +41,9 @@ impl fmt::Display for Error {
             Error::NoSuchWorker(i) => write!(f, "no worker with index {i}"),
             Error::FrameTooLarge { bytes, limit } => write!(
                 f,
-                "a payload of {bytes} bytes is over the pool's max_frame_bytes={limit}"
+                "a payload of {} bytes is over the pool's max_frame_bytes={}",
+                grouped(*bytes),
+                grouped(*limit)
             ),
             Error::ForkedChild { owner } => write!(
                 f,
@@ -59,5 +61,29 @@ impl std::error::Error for Error {}
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::Io(e.to_string())
+    }
+}
+
+/// `1234567` as `1,234,567`, as the Python side prints sizes.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_are_grouped_by_thousands() {
+        assert_eq!(super::grouped(0), "0");
+        assert_eq!(super::grouped(999), "999");
+        assert_eq!(super::grouped(1000), "1,000");
+        assert_eq!(super::grouped(2_370_567), "2,370,567");
     }
 }

@@ -104,7 +104,7 @@ def test_sys_exit_and_recursion_are_errors_not_crashes(pool):
 
 def test_result_larger_than_the_limit():
     with slither.Pool(1, max_result_bytes=1000) as p:
-        with pytest.raises(slither.SerializationError, match="exceeds max_result_bytes"):
+        with pytest.raises(slither.SerializationError, match="exceeds the pool.s limit of 1,000 bytes .max_result_bytes"):
             p.call(bytes, 10_000)
         assert p.call(bytes, 10) == bytes(10)
 

@@ -101,6 +101,8 @@ def test_the_per_batch_deadline_is_batch_timeout(pool):
         pool.imap(nap, [5], timeout=0.3)
     with pytest.raises(TypeError, match="did you mean batch_size"):
         pool.map(abs, [1], batchsize=3)
+    with pytest.raises(slither.ConfigError, match="batch_timeout must be a positive"):
+        pool.map(abs, [1], batch_timeout=0)
 
 
 @pytest.mark.timeout(60)

@@ -160,7 +160,8 @@ class Engine:
         if c.kind == "ok":
             self._completed_ok(c, batch, ready)
             return
-        what = f"batch {c.batch} of {self.fn_name} ({len(batch.items)} items)"
+        n = len(batch.items)
+        what = f"batch {c.batch} of {self.fn_name} ({n} item{'s' if n != 1 else ''})"
         fkind, exc, tb = _decode.failure_of(c, what, pinned=self.pin is not None)
         info = _decode.error_info(c.data) if c.kind == "err" else {}
         if info.get("kind") == "resolve":

@@ -32,12 +32,12 @@ if TYPE_CHECKING:
     from slither._types import P, R
 
 
-def check_timeout(timeout: float | None) -> float | None:
-    """``timeout`` if it is None or a positive, finite number of seconds; else ConfigError."""
+def check_timeout(timeout: float | None, name: str = "timeout") -> float | None:
+    """``timeout`` if it is None or a positive, finite number of seconds; else ConfigError naming ``name``."""
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (timeout > 0 and math.isfinite(timeout)):
-        raise errors.ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        raise errors.ConfigError(f"{name} must be a positive number of seconds, got {timeout!r}")
     return float(timeout)
 
 
@@ -115,7 +115,7 @@ class Dispatcher:
         strategy = resolve_batching(batching, batch_size, default_batch)
         window = max_in_flight if max_in_flight is not None else 2 * int(self.core.size)
         return Engine(self, fn, iterable, mode=mode, batching=strategy, max_in_flight=window, ordered=ordered,
-                      timeout=check_timeout(timeout), on_error=on_error, pin=pin, progress=progress,
+                      timeout=check_timeout(timeout, "batch_timeout"), on_error=on_error, pin=pin, progress=progress,
                       deadline=deadline, poll=poll)
 
     def imap(self, fn: str | Callable[..., Any], iterable: Iterable[Any], mode: str, pin: tuple[int, int] | None,

@@ -146,7 +146,8 @@ def _single(value: Any, max_result_bytes: int, threshold: int = _NEVER) -> tuple
 
 def _sized(payload: Encoded, max_result_bytes: int) -> tuple[bool, Encoded]:
     if len(payload.data) > max_result_bytes:
-        msg = f"result of {len(payload.data):,} bytes exceeds max_result_bytes={max_result_bytes:,}"
+        msg = (f"result of {len(payload.data):,} bytes (in the frame; large buffers travel apart) exceeds the "
+               f"pool's limit of {max_result_bytes:,} bytes (max_result_bytes, or max_frame_bytes if smaller)")
         return _error("too_large", ValueError(msg))
     return True, payload
 
