@@ -50,8 +50,9 @@ class ProcessPoolExecutor(Pool):
         As ``concurrent.futures.ProcessPoolExecutor.map``: every call is submitted before this returns (the
         input is read at once); ``chunksize`` calls travel to a worker as one; ``timeout`` (seconds, counted
         from this call) bounds the wait: ``__next__`` raises ``TimeoutError`` when the next result is not
-        in by then, and the calls not yet started are cancelled. An exception raised by ``fn`` is raised
-        from ``__next__`` when its result's turn comes. Closing the iterator early cancels the rest.
+        in by then, and the calls still waiting in the host are cancelled (those already handed to a worker,
+        at most ``2 × workers``, run to the end). An exception raised by ``fn`` is raised from ``__next__``
+        when its result's turn comes. Closing the iterator early cancels the same way.
 
         Raises:
             TypeError: no iterable. ConfigError: ``chunksize`` < 1 or a negative ``timeout``.
