@@ -281,6 +281,11 @@ def test_preload_must_be_a_list_of_module_names(bad):
         slither.Pool(1, preload=bad)
 
 
+def test_a_bad_preload_entry_is_named_by_its_position():
+    with pytest.raises(slither.ConfigError, match=r"preload\[1\] must be a module name .*got None"):
+        slither.Pool(1, preload=["json", None])
+
+
 @pytest.mark.timeout(60)
 def test_host_sigkill_leaves_no_descendant_of_a_forked_worker():
     script = textwrap.dedent(f"""

@@ -137,9 +137,10 @@ def check_pool_args(a: dict[str, Any]) -> None:
     seconds("startup_timeout", a["startup_timeout"])
     seconds("shutdown_grace", a["shutdown_grace"], positive=False)
     preload = a["preload"]
-    expect(not isinstance(preload, (str, bytes)) and isinstance(preload, Collection)
-           and all(isinstance(m, str) and m for m in preload),
+    expect(not isinstance(preload, (str, bytes)) and isinstance(preload, Collection),
            "preload", preload, 'a list of module names such as ["numpy", "sklearn.linear_model"]')
+    for i, module in enumerate(preload):
+        expect(isinstance(module, str) and bool(module), f"preload[{i}]", module, "a module name (a non-empty str)")
     expect(isinstance(a["forward_output"], bool), "forward_output", a["forward_output"], "True or False")
     expect(a["backend"] in ("local", "ray"), "backend", a["backend"], "'local' or 'ray'")
     expect(a["address"] is None or isinstance(a["address"], str), "address", a["address"], "a Ray address (str) or None")
