@@ -123,8 +123,13 @@ def wrap(value: Any, threshold: int) -> Any:
     return value
 
 
+_MAY_HOLD_BYTES = frozenset({bytes, bytearray, tuple, list, dict})
+
+
 def wrap_all(values: list[Any], threshold: int) -> list[Any]:
     """``values`` with each large bytes/bytearray wrapped (a list, a tuple or a dict's values, one level)."""
+    if _MAY_HOLD_BYTES.isdisjoint(map(type, values)):
+        return values  # the common case (numbers, strings, arrays...), decided in C without a Python loop
     out = []
     for v in values:
         t = type(v)
