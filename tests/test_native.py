@@ -74,3 +74,12 @@ def test_a_worker_starts_without_the_extension_or_slow_imports():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_importing_the_pool_does_not_import_asyncio():
+    """asyncio costs every host ~20 ms and several MB; only the awaitable methods need it."""
+    import subprocess
+
+    code = "import sys, slither.pool; print('asyncio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from slither import _aio, _config, errors
+from slither import _config, errors
 from slither._calls import AsyncResult, Calls
 from slither._dispatch import Engine
 from slither._dispatcher import CallOptions, Dispatcher, Results, check_timeout, collect
@@ -569,6 +569,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
 
         Cancelling the awaiting task cancels the call, killing (and replacing) the worker running it.
         """
+        from slither import _aio  # asyncio only when an awaitable is used: it costs every import ~20 ms
         return await _aio.acall(self, fn, args, kwargs)
 
     @overload
@@ -585,6 +586,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         early, cancels the remaining work and kills workers running it.
         """
         _config.dispatch_options("Pool.aimap", options)  # a bad option fails here, not at the first await
+        from slither import _aio
         return _aio.aimap(self, fn, iterable, options)
 
     @overload
@@ -604,6 +606,7 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
     async def amap(self, fn: str | Callable[..., Any], *iterables: Any, timeout: float | None = None,
                    chunksize: int | None = None, **options: Unpack[ListOptions]) -> list[Any]:
         """Awaitable :meth:`map` (same arguments): the list of results, in input order."""
+        from slither import _aio
         engine = self._map_engine("Pool.amap", fn, iterables, timeout, chunksize, options, poll=_aio.POLL_S)
         return [r async for r in _aio.results(self, engine)]
 
