@@ -47,7 +47,9 @@ fn watch<T: AsRawFd>(inner: T, interest: Interest) -> Option<AsyncFd<T>> {
 /// Small frames are parsed out of one reusable read buffer (many per read); a payload is allocated once at its
 /// announced size (checked against the limit first) and a large one is read straight into place.
 struct Frames {
-    scratch: Box<[u8]>,
+    /// The read buffer: allocated when the socket is read, freed when it is drained (an idle worker holds none,
+    /// which matters with hundreds of them). Its length is the bytes received.
+    scratch: Vec<u8>,
     /// Valid bytes in `scratch`, and how many of them were consumed.
     filled: usize,
     pos: usize,
@@ -73,7 +75,7 @@ enum Read1 {
 impl Frames {
     fn new() -> Frames {
         Frames {
-            scratch: vec![0u8; CHUNK].into_boxed_slice(),
+            scratch: Vec::new(),
             filled: 0,
             pos: 0,
             header: [0; HEADER_LEN],
@@ -104,7 +106,8 @@ impl Frames {
                 }
                 if want >= CHUNK {
                     // Large payloads are read straight into place.
-                    match recv(sock, &mut data[*done..], &mut self.fds, &mut self.truncated) {
+                    let rest = &mut data[*done..];
+                    match recv(sock, rest.as_mut_ptr(), rest.len(), &mut self.fds, &mut self.truncated) {
                         Ok(0) => return Read1::Eof,
                         Ok(n) => *done += n,
                         Err(e) => return io_end(e),
@@ -148,28 +151,46 @@ impl Frames {
                     "the worker sent {n} file descriptor(s) that belong to no frame"
                 ));
             }
-            // Need more bytes in the read buffer.
+            // Need more bytes in the read buffer (everything in it is consumed).
             self.pos = 0;
             self.filled = 0;
-            match recv(sock, &mut self.scratch, &mut self.fds, &mut self.truncated) {
+            self.scratch.clear();
+            self.scratch.reserve_exact(CHUNK);
+            let spare = self.scratch.spare_capacity_mut();
+            match recv(
+                sock,
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                &mut self.fds,
+                &mut self.truncated,
+            ) {
                 Ok(0) => return Read1::Eof,
-                Ok(n) => self.filled = n,
-                Err(e) => return io_end(e),
+                Ok(n) => {
+                    // SAFETY: recvmsg initialized the first n bytes of the spare capacity.
+                    unsafe { self.scratch.set_len(n) };
+                    self.filled = n;
+                }
+                Err(e) => {
+                    self.scratch = Vec::new();
+                    return io_end(e);
+                }
             }
         }
     }
 }
 
-/// `recvmsg` into `buf`, keeping any descriptors that came with the bytes.
+/// `recvmsg` into the `len` writable bytes at `buf` (which need not be initialized), keeping any
+/// descriptors that came with the bytes.
 fn recv(
     sock: &UnixStream,
-    buf: &mut [u8],
+    buf: *mut u8,
+    len: usize,
     fds: &mut VecDeque<OwnedFd>,
     truncated: &mut bool,
 ) -> std::io::Result<usize> {
     let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-        iov_len: buf.len(),
+        iov_base: buf as *mut libc::c_void,
+        iov_len: len,
     };
     let mut control = [0u64; 8];
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
