@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -146,3 +147,11 @@ def test_session_timeout_values(pool):
         with pytest.raises(slither.ConfigError, match="timeout"):
             pool.session(timeout=bad)
     assert pool.wait_ready(float("inf"))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_a_failing_cleanup_keeps_its_type_and_says_it_was_the_cleanup(pool):
+    with pytest.raises(ModuleNotFoundError) as info:
+        with pool.session("s", cleanup="no_such_module_here:fn"):
+            pass
+    assert any("raised by the cleanup" in n and "session s" in n for n in info.value.__notes__)

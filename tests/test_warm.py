@@ -358,3 +358,9 @@ def test_scikit_learn_preloaded_fits_in_forked_workers_and_a_crash_is_replaced_w
             pool.call("_warm_helpers:segfault")
         assert pool.map("_warm_helpers:fit_score", range(2)) == pool.map("_warm_helpers:fit_score", range(2))
         assert {w["ppid"] for w in _each_worker(pool)} == {template}
+
+
+@pytest.mark.timeout(60)
+def test_a_preload_that_hangs_is_named_as_the_likely_cause():
+    with pytest.raises(slither.PoolBroken, match=r"preload=\['_warm_slow_preload'\].*template"):
+        slither.Pool(1, preload=["_warm_slow_preload"], startup_timeout=2)

@@ -210,7 +210,11 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
             raise
         if not ready:
             self.terminate()
-            raise errors.PoolBroken(f"workers did not become ready within startup_timeout={startup_timeout} s")
+            why = f"workers did not become ready within startup_timeout={startup_timeout} s"
+            if args["preload"]:
+                why += (f"; with preload={list(args['preload'])!r} they fork from a template that imports those modules "
+                        "first: an import that is slow or hangs is the likely cause")
+            raise errors.PoolBroken(why)
         host = ".".join(map(str, sys.version_info[:2]))
         versions = {".".join(w.python.split(".")[:2]) for w in self._core.workers()}
         # Functions pickled by value carry bytecode, which only the same Python version can run.

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from slither import errors
 from slither._dispatcher import CallOptions, collect
+from slither._functions import describe
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's from 3.11; typing_extensions ships with every checker
@@ -117,7 +118,15 @@ class Session:
                 except errors.PoolClosed:
                     pass
                 else:
-                    self._dispatcher.call(self._cleanup, (), {}, pin=(self.worker, self.generation))
+                    try:
+                        self._dispatcher.call(self._cleanup, (), {}, pin=(self.worker, self.generation))
+                    except Exception as exc:
+                        # Its own type (callers may catch it), with a note on where it came from.
+                        note = getattr(exc, "add_note", None)  # Python 3.11+
+                        if note is not None:
+                            note(f"raised by the cleanup {describe(self._cleanup)} of session "
+                                 f"{self.name or '(unnamed)'} on worker {self.worker} (pid {self.pid})")
+                        raise
         finally:
             self._closed = True
             self._dispatcher.core.close_session(self.worker, self.generation)
