@@ -30,7 +30,6 @@ pub(crate) struct Spawned {
 pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> Result<Spawned> {
     let (host_end, worker_end) = UnixStream::pair()?;
     let worker_fd = worker_end.as_raw_fd();
-    let parent = std::process::id();
     let output = || {
         if cfg.forward_output {
             Stdio::piped()
@@ -44,7 +43,7 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
         .env("SLITHER_FD", CHANNEL_FD.to_string())
         .env("SLITHER_WORKER_INDEX", index.to_string())
         .env("SLITHER_WORKER_GENERATION", generation.to_string())
-        .env("SLITHER_PARENT_PID", parent.to_string())
+        .env("SLITHER_PARENT_PID", std::process::id().to_string())
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null())
         .stdout(output())
@@ -52,29 +51,7 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
     if let Some(dir) = &cfg.cwd {
         cmd.current_dir(dir);
     }
-    // Only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setpgid(0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            #[cfg(target_os = "linux")]
-            {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                // The parent may have died between fork and prctl.
-                if libc::getppid() as u32 != parent {
-                    libc::_exit(1);
-                }
-            }
-            if worker_fd == CHANNEL_FD {
-                let flags = libc::fcntl(CHANNEL_FD, libc::F_GETFD);
-                libc::fcntl(CHANNEL_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-            } else if libc::dup2(worker_fd, CHANNEL_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    own_group_with_channel(&mut cmd, worker_fd);
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::PoolBroken(format!("could not start worker interpreter {:?}: {e}", cfg.python)))?;
@@ -89,6 +66,36 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
         stderr: child.stderr.take(),
     })
     // `child` is dropped without waiting: the supervisor reaps the pid itself after seeing the exit.
+}
+
+/// Sets up `cmd`'s child as every process the pool starts: its own process group, the parent-death signal
+/// (bound to the calling thread; a child whose parent already died exits), and `channel` at fd 3.
+pub(crate) fn own_group_with_channel(cmd: &mut Command, channel: RawFd) {
+    let parent = std::process::id();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            #[cfg(target_os = "linux")]
+            {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // The parent may have died between fork and prctl.
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(1);
+                }
+            }
+            if channel == CHANNEL_FD {
+                // Already in place: only keep it open across exec.
+                let flags = libc::fcntl(CHANNEL_FD, libc::F_GETFD);
+                libc::fcntl(CHANNEL_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            } else if libc::dup2(channel, CHANNEL_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {

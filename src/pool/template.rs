@@ -20,7 +20,6 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,7 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::spawn::{pidfd_open, signal_name, Spawned, CHANNEL_FD};
+use super::spawn::{own_group_with_channel, pidfd_open, signal_name, Spawned, CHANNEL_FD};
 use super::Shared;
 use crate::config::PoolConfig;
 
@@ -109,7 +108,6 @@ impl Template {
     pub fn start(cfg: &PoolConfig) -> std::io::Result<Template> {
         let (host_end, template_end) = seqpacket_pair()?;
         let template_fd = template_end.as_raw_fd();
-        let parent = std::process::id();
         let mut cmd = Command::new(&cfg.python);
         cmd.args(["-m", "slither._worker.template"])
             .args(&cfg.preload)
@@ -129,25 +127,7 @@ impl Template {
         if let Some(dir) = &cfg.cwd {
             cmd.current_dir(dir);
         }
-        // Only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setpgid(0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                #[cfg(target_os = "linux")]
-                {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    if libc::getppid() as u32 != parent {
-                        libc::_exit(1);
-                    }
-                }
-                if libc::dup2(template_fd, CHANNEL_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        own_group_with_channel(&mut cmd, template_fd);
         let child = cmd.spawn()?;
         drop(template_end);
         Ok(Template {
