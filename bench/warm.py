@@ -108,20 +108,6 @@ def probe_slither(engine: str, part: str, kills: int) -> dict:
     return {"ms": [t * 1000 for t in times]}
 
 
-def _abandon(pool) -> None:
-    """Stops a multiprocessing.Pool without terminate() (which can wait for ever on a dead worker's lock)."""
-    from multiprocessing.pool import TERMINATE
-
-    pool._worker_handler._state = TERMINATE  # no more replacements
-    for proc in pool._pool:
-        try:
-            os.kill(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    for proc in list(pool._pool):
-        proc.join(5)
-
-
 # Pools whose killed worker took the task queue's lock: kept referenced, so no finalizer waits on that lock.
 _ABANDONED: list = []
 
@@ -132,6 +118,7 @@ def _alarm(*_):
 
 def probe_forkserver(part: str, kills: int) -> dict:
     import warm
+    from core_v2_probe import abandon  # stops a pool without terminate(); bench/ is on sys.path here
 
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
@@ -180,7 +167,7 @@ def probe_forkserver(part: str, kills: int) -> dict:
             hung += 1
         finally:
             signal.alarm(0)
-            _abandon(pool)
+            abandon(pool)  # core_v2_probe's: stops the pool without terminate()
     return {"ms": [t * 1000 for t in times], "hung": hung}
 
 
