@@ -1,4 +1,9 @@
-//! Frames between the host and a worker, on the worker's private socket (fd 3 in the worker).
+//! Frames between the host and a worker, on the worker's two private sockets: its channel (fd 3 in the
+//! worker) carries every frame but those in [`ON_CONTROL`], which travel on its control channel (fd 4).
+//!
+//! Why two: the worker's main thread reads its own tasks from the channel (no hand-off between threads on the
+//! latency path), while its reader thread must still hear a REVOKE or a store reply when the main thread is
+//! busy running user code; the reader thread reads only the control channel.
 //!
 //! Every frame is `u8 kind | u64 id | u64 length | payload` (little-endian, 17-byte header; `length` counts
 //! the payload only). The worker side (`python/slither/_worker/framing.py`) mirrors the kinds and the header;
@@ -21,11 +26,13 @@ use std::sync::Arc;
 pub const TASK: u8 = 1;
 /// Host → worker: finish and exit.
 pub const SHUTDOWN: u8 = 2;
-/// Host → worker: answer to a store request (`id` = the worker's request id).
+/// Host → worker, on the control channel: answer to a store request (`id` = the worker's request id).
 pub const STORE_REPLY: u8 = 3;
 /// Host → worker: the start-up payload (sys.path, init function), sent right after HELLO.
 pub const INIT: u8 = 4;
-/// Host → worker: give batch `id` back if it has not started (answered by REVOKED, or by STARTED).
+/// Host → worker, on the control channel: give batch `id` back if it has not started. Its payload is the
+/// u64 (little-endian) number of the TASK frame to give back, counted from 1 over the frames the worker
+/// process was sent (a batch may be sent to one worker twice). Answered by REVOKED, or by STARTED (too late).
 pub const REVOKE: u8 = 5;
 /// Worker → host: first frame, JSON `{"pid", "python", "gil", "free_threaded_build"}`.
 pub const HELLO: u8 = 10;
@@ -43,6 +50,9 @@ pub const STORE_REQ: u8 = 15;
 pub const STARTED: u8 = 16;
 /// Worker → host: batch `id` was given back unstarted after a REVOKE.
 pub const REVOKED: u8 = 17;
+
+/// Host → worker kinds sent on the control channel; every other frame goes on the channel.
+pub const ON_CONTROL: &[u8] = &[REVOKE, STORE_REPLY];
 
 /// Set on a TASK or RESULT_OK kind: one descriptor (a shared-memory segment) travels with the frame.
 pub const WITH_SEGMENT: u8 = 0x80;

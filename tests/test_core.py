@@ -290,24 +290,37 @@ def test_host_threads_do_not_grow_with_the_pool():
 
 @pytest.mark.timeout(30)
 def test_a_batch_given_back_twice_by_one_worker_never_runs_there():
-    """The worker's side of a revoke: a batch sent to it again while its first copy still waited."""
+    """The worker's side of a revoke: a batch sent to it again while its first copy still waited. A REVOKE names
+    the TASK frame it wants back by number, on the control channel; a frame already taken is never given back."""
     import socket
 
     from slither._worker import framing
     from slither._worker.loop import Worker
 
     host, worker_end = socket.socketpair()
-    with host, worker_end:
-        w = Worker(framing.Channel(worker_end.fileno()))
+    control, control_end = socket.socketpair()
+    with host, worker_end, control, control_end:
+        w = Worker(framing.Channel(worker_end.fileno()), framing.Channel(control_end.fileno()))
         reader = threading.Thread(target=w.read_loop, daemon=True)
         reader.start()
         task = __import__("pickle").dumps((("name", "builtins:abs"), "call", [((-1,), {})]))
-        for kind, body in [(framing.TASK, task), (framing.REVOKE, b""), (framing.TASK, task), (framing.REVOKE, b"")]:
-            host.sendall(framing.HEADER.pack(kind, 4, len(body)) + body)
+
+        def revoke(number: int) -> bytes:
+            return framing.HEADER.pack(framing.REVOKE, 4, 8) + number.to_bytes(8, "little")
+
+        for frame in [framing.HEADER.pack(framing.TASK, 4, len(task)) + task] * 3:
+            host.sendall(frame)
+        control.sendall(revoke(1) + revoke(2))
         time.sleep(0.2)
         host.sendall(framing.HEADER.pack(framing.SHUTDOWN, 0, 0))
-        w.serve()
+        w.serve()  # takes frames 1 and 2 (given back: skipped) and runs frame 3
+        control.sendall(revoke(3))  # too late: frame 3 ran; the host already heard STARTED
+        time.sleep(0.2)
         host.settimeout(2)
         got = host.recv(4096)
-        kinds = [framing.HEADER.unpack_from(got, i)[0] for i in range(0, len(got), framing.HEADER_LEN)]
-        assert kinds == [framing.REVOKED, framing.REVOKED], kinds
+        kinds, at = [], 0
+        while at < len(got):
+            kind, _, length = framing.HEADER.unpack_from(got, at)
+            kinds.append(kind)
+            at += framing.HEADER_LEN + length
+        assert kinds == [framing.REVOKED, framing.REVOKED, framing.STARTED, framing.RESULT_OK], kinds

@@ -398,6 +398,8 @@ fn protocol<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         k.set_item(*name, *number)?;
     }
     d.set_item("kinds", k)?;
+    let control: Vec<u32> = slither_core::protocol::ON_CONTROL.iter().map(|&k| k.into()).collect();
+    d.set_item("control_kinds", control)?;
     d.set_item("segment_flag", slither_core::protocol::WITH_SEGMENT)?;
     d.set_item("max_frame_bytes", slither_core::protocol::DEFAULT_MAX_FRAME)?;
     Ok(d)

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventBus};
-use crate::protocol::Segment;
+use crate::protocol::{self, Segment};
 use crate::stats::PoolStats;
 use crate::stats::Transfers;
 use crate::store::Store;
@@ -155,6 +155,8 @@ struct SlotIo {
     generation: u64,
     pid: u32,
     outbox: Option<Arc<Outbox>>,
+    /// Its control channel's: REVOKE and store replies (`protocol::ON_CONTROL`).
+    control: Option<Arc<Outbox>>,
     /// Reaped: the pid (and group id) may belong to someone else now; never signal it again.
     reaped: bool,
 }
@@ -212,7 +214,12 @@ impl Shared {
                     } => {
                         let io = self.io(worker);
                         if io.generation == generation {
-                            if let Some(o) = &io.outbox {
+                            let outbox = if protocol::ON_CONTROL.contains(&kind) {
+                                &io.control
+                            } else {
+                                &io.outbox
+                            };
+                            if let Some(o) = outbox {
                                 if o.queue(kind, id, payload, segment) {
                                     to_write.push(o.clone());
                                 }
@@ -257,11 +264,12 @@ impl Shared {
     }
 
     /// Records the I/O handles of a freshly spawned process.
-    fn install(&self, worker: usize, generation: u64, pid: u32, outbox: Arc<Outbox>) {
+    fn install(&self, worker: usize, generation: u64, pid: u32, outbox: Arc<Outbox>, control: Arc<Outbox>) {
         *self.io(worker) = SlotIo {
             generation,
             pid,
             outbox: Some(outbox),
+            control: Some(control),
             reaped: false,
         };
     }
@@ -286,6 +294,7 @@ impl Shared {
         if io.generation == generation {
             io.reaped = true;
             io.outbox = None;
+            io.control = None;
         }
         drop(io);
         if !template::reap(self, pid) {

@@ -99,10 +99,11 @@ pub(crate) fn spawn_slot(sh: &Arc<Shared>, worker: usize, generation: u64) {
         Ok(sp) => {
             let pid = sp.pid;
             let outbox = Arc::new(Outbox::new(&sp.channel));
+            let control = Arc::new(Outbox::new(&sp.control));
             let tail: Tail = Arc::new(Mutex::new(Default::default()));
-            sh.install(worker, generation, pid, outbox.clone());
+            sh.install(worker, generation, pid, outbox.clone(), control.clone());
             sh.reaper_add(pid);
-            tokio::spawn(serve(sh.clone(), worker, generation, sp, outbox, tail));
+            tokio::spawn(serve(sh.clone(), worker, generation, sp, outbox, control, tail));
             let now = Instant::now();
             sh.apply(|s, fx| s.spawned(worker, generation, pid, now, fx));
         }

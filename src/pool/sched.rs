@@ -47,6 +47,22 @@ struct Sent {
     started: Option<Instant>,
     /// A REVOKE is on its way; the worker answers REVOKED (given back) or STARTED (too late).
     revoking: bool,
+    /// Which TASK frame to this process carried it (from 1): what a REVOKE names.
+    frame: u64,
+}
+
+impl Sent {
+    /// The REVOKE frame that asks for this copy back.
+    fn revoke(&self, worker: usize, generation: u64) -> Effect {
+        Effect::Write {
+            worker,
+            generation,
+            kind: protocol::REVOKE,
+            id: self.q.batch,
+            payload: Arc::new(self.frame.to_le_bytes().to_vec()),
+            segment: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -169,6 +185,8 @@ pub(crate) struct Slot {
     restarts: u64,
     recycles: u64,
     batches_this_process: u64,
+    /// TASK frames written to this process: the number a REVOKE names its frame by.
+    tasks_written: u64,
     rss: u64,
     peak_rss: u64,
     mem_over: u32,
@@ -197,6 +215,7 @@ impl Slot {
             restarts: 0,
             recycles: 0,
             batches_this_process: 0,
+            tasks_written: 0,
             rss: 0,
             peak_rss: 0,
             mem_over: 0,
@@ -387,10 +406,12 @@ impl Sched {
             payload: q.job.payload.clone(),
             segment: q.job.segment.clone(),
         });
+        slot.tasks_written += 1;
         slot.sent.push_back(Sent {
             q,
             started: None,
             revoking: false,
+            frame: slot.tasks_written,
         });
     }
 
@@ -414,14 +435,7 @@ impl Sched {
                     }
                     None if !s.revoking && slot.kill.is_none() => {
                         s.revoking = true;
-                        fx.push(Effect::Write {
-                            worker: slot.index,
-                            generation: slot.generation,
-                            kind: protocol::REVOKE,
-                            id: s.q.batch,
-                            payload: Arc::new(Vec::new()),
-                            segment: None,
-                        });
+                        fx.push(s.revoke(slot.index, slot.generation));
                     }
                     _ => {}
                 }
@@ -445,6 +459,7 @@ impl Sched {
         slot.ready_at = None;
         slot.kill = None;
         slot.batches_this_process = 0;
+        slot.tasks_written = 0;
         slot.mem_over = 0;
         slot.rss = 0;
         slot.term_sent = false;
@@ -918,14 +933,7 @@ impl Sched {
                 if s.started.is_none() && !s.revoking && s.q.job.pin.is_none() {
                     s.revoking = true;
                     want -= 1;
-                    fx.push(Effect::Write {
-                        worker: slot.index,
-                        generation: slot.generation,
-                        kind: protocol::REVOKE,
-                        id: s.q.batch,
-                        payload: Arc::new(Vec::new()),
-                        segment: None,
-                    });
+                    fx.push(s.revoke(slot.index, slot.generation));
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Starting one worker process, and the OS calls that end it.
 //!
-//! A worker gets a private socketpair end as fd 3, its own process group (so whatever it forks can be
+//! A worker gets two private socketpair ends, its channel as fd 3 and its control channel as fd 4 (see
+//! `protocol`), its own process group (so whatever it forks can be
 //! killed with it), and the parent-death signal (bound to the spawning thread: the pool's supervisor thread,
 //! which lives as long as the pool). Its stdout and stderr are pipes the supervisor forwards. Its exit is
 //! watched through a pidfd, so death is seen when the process exits, not when its channel reaches end of
@@ -16,11 +17,15 @@ use crate::error::{Error, Result};
 
 /// The fd number the worker finds its channel on.
 pub const CHANNEL_FD: i32 = 3;
+/// The fd number the worker finds its control channel on (REVOKE and STORE_REPLY, read by its reader thread).
+pub const CONTROL_FD: i32 = 4;
 
 pub(crate) struct Spawned {
     pub pid: u32,
     /// The host's end of the worker's channel, non-blocking.
     pub channel: UnixStream,
+    /// The host's end of the worker's control channel, non-blocking (written only).
+    pub control: UnixStream,
     /// Readable when the process exits (None where pidfds are unavailable: exits are then polled).
     pub pidfd: Option<OwnedFd>,
     pub stdout: Option<ChildStdout>,
@@ -29,7 +34,7 @@ pub(crate) struct Spawned {
 
 pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> Result<Spawned> {
     let (host_end, worker_end) = UnixStream::pair()?;
-    let worker_fd = worker_end.as_raw_fd();
+    let (control_host, control_worker) = UnixStream::pair()?;
     let output = || {
         if cfg.forward_output {
             Stdio::piped()
@@ -41,6 +46,7 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
     cmd.args(&cfg.args)
         .envs(&cfg.env)
         .env("SLITHER_FD", CHANNEL_FD.to_string())
+        .env("SLITHER_CONTROL_FD", CONTROL_FD.to_string())
         .env("SLITHER_WORKER_INDEX", index.to_string())
         .env("SLITHER_WORKER_GENERATION", generation.to_string())
         .env("SLITHER_PARENT_PID", std::process::id().to_string())
@@ -51,16 +57,19 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
     if let Some(dir) = &cfg.cwd {
         cmd.current_dir(dir);
     }
-    own_group_with_channel(&mut cmd, worker_fd);
+    own_group_with_fds(&mut cmd, [worker_end.as_raw_fd(), control_worker.as_raw_fd()]);
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::PoolBroken(format!("could not start worker interpreter {:?}: {e}", cfg.python)))?;
     drop(worker_end);
+    drop(control_worker);
     host_end.set_nonblocking(true)?;
+    control_host.set_nonblocking(true)?;
     let pid = child.id();
     Ok(Spawned {
         pid,
         channel: host_end,
+        control: control_host,
         pidfd: pidfd_open(pid),
         stdout: child.stdout.take(),
         stderr: child.stderr.take(),
@@ -69,8 +78,8 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
 }
 
 /// Sets up `cmd`'s child as every process the pool starts: its own process group, the parent-death signal
-/// (bound to the calling thread; a child whose parent already died exits), and `channel` at fd 3.
-pub(crate) fn own_group_with_channel(cmd: &mut Command, channel: RawFd) {
+/// (bound to the calling thread; a child whose parent already died exits), and `fds` at 3, 4, ... in order.
+pub(crate) fn own_group_with_fds<const N: usize>(cmd: &mut Command, fds: [RawFd; N]) {
     let parent = std::process::id();
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
@@ -86,12 +95,19 @@ pub(crate) fn own_group_with_channel(cmd: &mut Command, channel: RawFd) {
                     libc::_exit(1);
                 }
             }
-            if channel == CHANNEL_FD {
-                // Already in place: only keep it open across exec.
-                let flags = libc::fcntl(CHANNEL_FD, libc::F_GETFD);
-                libc::fcntl(CHANNEL_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-            } else if libc::dup2(channel, CHANNEL_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
+            // Copies above every target first (closed at exec), so that placing one never overwrites another
+            // that happens to sit at its target number; dup2 then clears close-on-exec on the placed ones.
+            let mut high = [0 as RawFd; N];
+            for (h, fd) in high.iter_mut().zip(fds) {
+                *h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, CHANNEL_FD + N as RawFd);
+                if *h < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (k, h) in high.into_iter().enumerate() {
+                if libc::dup2(h, CHANNEL_FD + k as RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });

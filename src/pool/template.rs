@@ -2,7 +2,7 @@
 //! forks workers on request, so a replacement costs a fork instead of an interpreter start plus imports.
 //!
 //! ```text
-//!   supervisor ── fork {env} + fds (channel end, stdout, stderr) ──▶ template ── fork() ──▶ worker (fd 3, own group)
+//!   supervisor ── fork {env} + fds (channel, control, stdout, stderr) ──▶ template ── fork() ──▶ worker (fds 3 and 4, own group)
 //!              ◀──────────────────── {"pid": N} ────────────────────
 //!   worker's pidfd readable ─▶ status {pid} ─▶ {"code"|"signal"} ─▶ Sched::exited ─▶ reap {pid}
 //! ```
@@ -28,7 +28,7 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::spawn::{own_group_with_channel, pidfd_open, signal_name, Spawned, CHANNEL_FD};
+use super::spawn::{own_group_with_fds, pidfd_open, signal_name, Spawned, CHANNEL_FD, CONTROL_FD};
 use super::Shared;
 use crate::config::PoolConfig;
 
@@ -127,7 +127,7 @@ impl Template {
         if let Some(dir) = &cfg.cwd {
             cmd.current_dir(dir);
         }
-        own_group_with_channel(&mut cmd, template_fd);
+        own_group_with_fds(&mut cmd, [template_fd]);
         let child = cmd.spawn()?;
         drop(template_end);
         Ok(Template {
@@ -189,11 +189,12 @@ impl Template {
         self.ended
     }
 
-    /// Forks worker `index` (process `generation`). The worker's channel, stdout and stderr are created here and
-    /// their worker ends passed over the control socket.
+    /// Forks worker `index` (process `generation`). The worker's channel, control channel, stdout and stderr are
+    /// created here and their worker ends passed over the template's socket.
     pub fn fork(&mut self, cfg: &PoolConfig, index: usize, generation: u64) -> Result<Spawned, ForkFailed> {
         let (host_end, worker_end) = UnixStream::pair()?;
-        let mut fds: Vec<OwnedFd> = vec![OwnedFd::from(worker_end)];
+        let (control_host, control_worker) = UnixStream::pair()?;
+        let mut fds: Vec<OwnedFd> = vec![OwnedFd::from(worker_end), OwnedFd::from(control_worker)];
         let mut readers = Vec::new();
         if cfg.forward_output {
             for _ in 0..2 {
@@ -204,6 +205,7 @@ impl Template {
         }
         let mut env: BTreeMap<&str, String> = BTreeMap::new();
         env.insert("SLITHER_FD", CHANNEL_FD.to_string());
+        env.insert("SLITHER_CONTROL_FD", CONTROL_FD.to_string());
         env.insert("SLITHER_WORKER_INDEX", index.to_string());
         env.insert("SLITHER_WORKER_GENERATION", generation.to_string());
         // Its parent is the template, not the host: the start-up parent check does not apply.
@@ -218,10 +220,12 @@ impl Template {
             _ => return Err(io_err("the template sent a malformed fork reply").into()),
         };
         host_end.set_nonblocking(true)?;
+        control_host.set_nonblocking(true)?;
         let mut readers = readers.into_iter();
         Ok(Spawned {
             pid,
             channel: host_end,
+            control: control_host,
             pidfd: pidfd_open(pid),
             stdout: readers.next().map(ChildStdout::from),
             stderr: readers.next().map(ChildStderr::from),

@@ -1,5 +1,6 @@
 //! One worker process, seen from the supervisor's runtime: a task that reads its frames and watches its exit,
-//! a task that finishes writes the socket could not take at once, and one per output pipe.
+//! a task per socket (channel, control channel) that finishes writes the socket could not take at once, and
+//! one per output pipe.
 //!
 //! ```text
 //!   socket readable ─▶ frames ─▶ Sched (started, answered, revoked, hello, ready) / store replies
@@ -236,7 +237,8 @@ struct Conn {
     sh: Arc<Shared>,
     index: usize,
     generation: u64,
-    outbox: Arc<Outbox>,
+    /// The control channel's outbox: store replies go there (the worker's reader thread waits for them).
+    control: Arc<Outbox>,
     init_failure: Option<String>,
     /// The worker sent something that cannot be valid; ignore what follows.
     poisoned: bool,
@@ -273,15 +275,15 @@ impl Conn {
                 // Answered off the event loop: building a large table's image takes a while, and this thread
                 // serves every worker. The worker waits for its reply, so order is kept.
                 Some(store) => {
-                    let (store, outbox) = (store.clone(), self.outbox.clone());
+                    let (store, control) = (store.clone(), self.control.clone());
                     tokio::task::spawn_blocking(move || {
                         let reply = store.handle_worker_request(&payload);
-                        outbox.send(protocol::STORE_REPLY, h.id, Arc::new(reply));
+                        control.send(protocol::STORE_REPLY, h.id, Arc::new(reply));
                     });
                 }
                 None => {
                     let reply = crate::store::no_store_reply();
-                    self.outbox.send(protocol::STORE_REPLY, h.id, Arc::new(reply));
+                    self.control.send(protocol::STORE_REPLY, h.id, Arc::new(reply));
                 }
             },
             protocol::HELLO => match serde_json::from_slice::<Hello>(&payload) {
@@ -326,11 +328,16 @@ pub(crate) async fn serve(
     generation: u64,
     sp: Spawned,
     outbox: Arc<Outbox>,
+    control: Arc<Outbox>,
     tail: Tail,
 ) {
     let pid = sp.pid;
     // Readable only: a writable interest would wake this thread every time the worker drains its socket.
     let writer_end = sp.channel.try_clone().ok();
+    // The control channel is only written (the worker answers on its channel); it stays open until the
+    // outbox is closed below.
+    let control_end = sp.control;
+    let control_writer = tokio::spawn(write_queued(control_end.try_clone().ok(), control.clone()));
     let Some(sock) = watch(sp.channel, Interest::READABLE).map(Arc::new) else {
         return;
     };
@@ -347,7 +354,7 @@ pub(crate) async fn serve(
         sh: sh.clone(),
         index,
         generation,
-        outbox: outbox.clone(),
+        control: control.clone(),
         init_failure: None,
         poisoned: false,
     };
@@ -379,7 +386,10 @@ pub(crate) async fn serve(
         conn.read_available(&mut frames, sock.get_ref());
     }
     outbox.close();
+    control.close();
     writer.abort();
+    control_writer.abort();
+    drop(control_end);
     let (exit_code, signal) = sh.bury(pid);
     let stderr_tail = tail
         .lock()

@@ -1,4 +1,4 @@
-"""Frames on the worker's private channel (fd 3), mirroring ``src/protocol.rs``.
+"""Frames on the worker's private sockets (channel on fd 3, control channel on fd 4), mirroring ``src/protocol.rs``.
 
 Every frame is ``u8 kind | u64 id | u64 length | payload`` (little-endian, a 17-byte header; ``length``
 counts the payload). A contract test compares these constants with the Rust ones
@@ -43,6 +43,9 @@ KINDS = {
     "HELLO": HELLO, "READY": READY, "INIT_FAILED": INIT_FAILED, "RESULT_OK": RESULT_OK,
     "RESULT_ERR": RESULT_ERR, "STORE_REQ": STORE_REQ, "STARTED": STARTED, "REVOKED": REVOKED,
 }
+
+# host -> worker kinds that travel on the control channel (read by the worker's reader thread)
+ON_CONTROL = (REVOKE, STORE_REPLY)
 
 SEGMENT = 0x80
 
@@ -109,22 +112,33 @@ class Channel:
             n = os.write(self._fd, view)
             view = view[n:]
 
-    def _receive(self, view: memoryview) -> int:
+    def arriving(self) -> bool:
+        """Whether a frame has begun to arrive (bytes read and not yet taken, or waiting in the socket). Never
+        blocks; True at end of file too (the next :meth:`recv` says so)."""
+        if self._start != self._end:
+            return True
+        try:
+            self._read_more(HEADER_LEN, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _receive(self, view: memoryview, flags: int = 0) -> int:
         """One ``recvmsg`` into ``view``; descriptors that came with it wait in ``_fds``. 0 at end of file."""
-        n, ancdata, flags, _ = self._sock.recvmsg_into([view], _FD_SPACE)
+        n, ancdata, msg_flags, _ = self._sock.recvmsg_into([view], _FD_SPACE, flags)
         for level, typ, data in ancdata:
             if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
                 fds = array.array("i")
                 fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
                 self._fds.extend(fds)
-        if flags & socket.MSG_CTRUNC:
+        if msg_flags & socket.MSG_CTRUNC:
             raise ProtocolViolation("the host sent more descriptors at once than fit")
         return n
 
     def _buffered(self) -> int:
         return self._end - self._start
 
-    def _read_more(self, room: int) -> bool:
+    def _read_more(self, room: int, flags: int = 0) -> bool:
         """Reads into the scratch buffer, first moving what is unread to its front if fewer than ``room`` bytes
         are free behind it. False at end of file."""
         if self._start == self._end:
@@ -133,7 +147,7 @@ class Channel:
             n = self._end - self._start
             self._scratch[:n] = self._view[self._start : self._end]
             self._start, self._end = 0, n
-        got = self._receive(self._view[self._end :])
+        got = self._receive(self._view[self._end :], flags)
         self._end += got
         return got > 0
 

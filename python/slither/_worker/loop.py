@@ -1,24 +1,25 @@
-"""The worker's main loop: a reading thread and an executing (main) thread.
+"""The worker's main loop: the main thread takes its tasks from the channel; a reader thread serves the control channel.
 
 ::
 
-    fd 3 ─▶ reader thread ─┬─ TASK (+segment) ▶ inbox ─▶ main thread: STARTED, run, RESULT_OK/RESULT_ERR ─▶ fd 3
-                           ├─ REVOKE(id) ────▶ still waiting in the inbox? REVOKED(id): it will never run
-                           ├─ STORE_REPLY ───▶ the store request waiting for it (user code, any thread)
-                           └─ SHUTDOWN / EOF ▶ main thread returns
+    fd 3 (channel) ─▶ main thread: INIT, TASK n ─▶ STARTED, run, RESULT_OK/RESULT_ERR ─▶ fd 3 (every frame out)
+    fd 4 (control) ─▶ reader thread ─┬─ REVOKE(id, n) ─▶ TASK n not taken yet? REVOKED(id): it will never run
+                                     └─ STORE_REPLY ──▶ the store request waiting for it (user code, any thread)
 
-The reader keeps answering while a task runs: a batch the host pipelined behind a long run can be taken
-back for an idle worker, and store replies reach user code whatever thread asked. Whether a batch runs is
-decided under one lock: the host hears either STARTED (it ran, or runs) or REVOKED (it never will).
-Task semantics (what ``"item"``, ``"batch"`` and ``"call"`` mean) are in ``execute.py``. A task or result
-whose large buffers travel in a shared-memory segment carries its descriptor (``buffers.py``); a task's
-segment is closed once the task is loaded (its mapping keeps the memory), or when it is revoked.
+The main thread reads its own tasks (no hand-off between threads between a task's arrival and its run); the
+reader thread keeps answering while a task runs: a batch the host pipelined behind a long run can be taken
+back for an idle worker, and store replies reach user code whatever thread asked. TASK frames are numbered
+from 1 in the order they arrive (the host counts the same way) and a REVOKE names the frame it wants back;
+whether that frame runs is decided under one lock: the host hears either STARTED (it ran, or runs) or
+REVOKED (it never will). A result whose next task has already arrived goes out with that task's STARTED, in
+one write. Task semantics (what ``"item"``, ``"batch"`` and ``"call"`` mean) are in ``execute.py``. A task
+or result whose large buffers travel in a shared-memory segment carries its descriptor (``buffers.py``); a
+task's segment is closed once the task is loaded (its mapping keeps the memory), or when it is revoked.
 """
 
 from __future__ import annotations
 
 import _pickle as pickle  # the C pickler itself: pickle.py imports re and enum, milliseconds of every worker start
-import collections
 import faulthandler
 import os
 import queue
@@ -33,63 +34,56 @@ from slither._worker.functions import resolve
 
 TYPE_CHECKING = False  # not typing's: see slither/__init__.py
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
 EXIT_INIT_FAILED = 3
 EXIT_PROTOCOL = 4
-_INIT = -1  # the inbox's marker for the INIT frame
 
 
 class Worker:
-    def __init__(self, chan: framing.Channel) -> None:
+    def __init__(self, chan: framing.Channel, control: framing.Channel) -> None:
         self.chan = chan
-        self.inbox: queue.SimpleQueue[tuple[int, bytes, Segment | None] | None] = queue.SimpleQueue()
+        self.control = control
         self.lock = threading.Lock()
-        # Copies of each batch received and not yet started; and copies taken back before they started. Counts,
-        # not sets: a batch given back can be sent to this worker again while its first copy is still queued.
-        self.waiting: collections.Counter[int] = collections.Counter()
-        self.revoked: collections.Counter[int] = collections.Counter()
+        # TASK frames the main thread has taken from the channel (run or skipped), and the numbers of frames
+        # given back before it took them.
+        self.taken = 0
+        self.revoked: set[int] = set()
         self.replies: dict[int, queue.SimpleQueue[bytes | None]] = {}
         self.store_seq = 0
         self.max_result_bytes = 1 << 30
 
-    # -- the reading thread ----------------------------------------------------------------------
+    # -- the reader thread: the control channel ------------------------------------------------------
     def read_loop(self) -> None:
         while True:
             try:
-                frame = self.chan.recv()
+                frame = self.control.recv()
             except framing.ProtocolViolation as exc:
-                print(f"slither worker: {exc}", file=sys.stderr, flush=True)
-                os._exit(EXIT_PROTOCOL)
+                _violation(exc)
             if frame is None:
                 break
             kind, ident, body, fd = frame
-            segment = None if fd is None else Segment(fd, 0)
-            if kind == framing.TASK:
+            if fd is not None:
+                _violation(framing.ProtocolViolation(f"a descriptor came with frame {kind} on the control channel"))
+            if kind == framing.REVOKE:
+                number = int.from_bytes(body, "little")
                 with self.lock:
-                    self.waiting[ident] += 1
-                self.inbox.put((ident, body, segment))
-            elif kind == framing.REVOKE:
-                with self.lock:
-                    if self.waiting[ident] > 0:
-                        _take(self.waiting, ident)
-                        self.revoked[ident] += 1
+                    if number > self.taken:
+                        self.revoked.add(number)
                         self.chan.send(framing.REVOKED, ident)
+                    # else the main thread took it: its STARTED is, or is about to be, on the channel
             elif kind == framing.STORE_REPLY:
                 with self.lock:
                     waiter = self.replies.pop(ident, None)
                 if waiter is not None:
                     waiter.put(body)
-            elif kind == framing.INIT:
-                self.inbox.put((_INIT, body, None))
-            elif kind == framing.SHUTDOWN:
-                break
-        # The host is gone or said goodbye: wake everyone who waits on it.
+            else:
+                _violation(framing.ProtocolViolation(f"frame {kind} (id {ident}) came on the control channel"))
+        # The host is gone: wake everyone who waits on it.
         with self.lock:
             waiters, self.replies = list(self.replies.values()), {}
         for w in waiters:
             w.put(None)
-        self.inbox.put(None)
 
     # -- the store's transport: any thread may ask; the reader routes the reply ----------------------
     def store_request(self, payload: bytes) -> bytes:
@@ -104,15 +98,16 @@ class Worker:
             os._exit(0)  # the host is gone
         return reply
 
-    # -- the main thread -----------------------------------------------------------------------------
+    # -- the main thread: the channel ----------------------------------------------------------------
     def start(self) -> None:
         self.chan.send(framing.HELLO, 0, _hello())
+        # Before init: an init function may read the store.
         threading.Thread(target=self.read_loop, name="slither-worker-reader", daemon=True).start()
-        first = self.inbox.get()
-        if first is None or first[0] != _INIT:
+        first = self._recv()
+        if first is None or first[0] != framing.INIT:
             os._exit(0)
         try:
-            self.init(pickle.loads(first[1]) if first[1] else {})
+            self.init(pickle.loads(first[2]) if first[2] else {})
         except BaseException as exc:
             import traceback
 
@@ -124,35 +119,44 @@ class Worker:
     def init(self, spec: dict[str, Any]) -> None:
         self.max_result_bytes = apply_init(spec, self.store_request)
 
+    def _recv(self) -> tuple[int, int, bytes | bytearray, int | None] | None:
+        try:
+            return self.chan.recv()
+        except framing.ProtocolViolation as exc:
+            _violation(exc)
+
     def serve(self) -> None:
-        inbox, lock, chan = self.inbox, self.lock, self.chan
-        # A result whose next task is already waiting goes out with that task's STARTED, in one write.
-        held: tuple[int, int, Encoded] | None = None
+        chan, lock = self.chan, self.lock
+        held: tuple[int, int, Encoded] | None = None  # a result not yet sent
         while True:
-            if held is not None and inbox.empty():
+            if held is not None and not chan.arriving():
                 _send(chan, *held)
                 held = None
-            task = inbox.get()
-            if task is None:
+            frame = self._recv()
+            if frame is None or frame[0] == framing.SHUTDOWN:
                 if held is not None:
                     _send(chan, *held)
                 return
-            ident, body, segment = task
+            kind, ident, body, fd = frame
+            segment = None if fd is None else Segment(fd, 0)
+            if kind != framing.TASK:
+                _violation(framing.ProtocolViolation(f"unexpected frame {kind} (id {ident}) on the channel"))
             with lock:
-                if self.revoked[ident] > 0:
-                    _take(self.revoked, ident)
-                    continue
-                _take(self.waiting, ident)
-                if held is not None and held[2].segment is None:
-                    chan.send_many([(held[0], held[1], held[2].data), (framing.STARTED, ident, b"")])
-                    held = None
-                elif held is not None:
+                self.taken += 1
+                skip = self.taken in self.revoked
+                self.revoked.discard(self.taken)
+            if skip:
+                if segment is not None:
+                    segment.close()
+                continue
+            if held is not None and held[2].segment is None:
+                chan.send_many([(held[0], held[1], held[2].data), (framing.STARTED, ident, b"")])
+            else:
+                if held is not None:
                     _send(chan, *held)
-                    held = None
-                    chan.send(framing.STARTED, ident)
-                else:
-                    chan.send(framing.STARTED, ident)
-            del task
+                chan.send(framing.STARTED, ident)
+            held = None
+            del frame
             ok, payload = execute(body, self.max_result_bytes, fd=None if segment is None else segment.fd, shared=True)
             del body
             if segment is not None:
@@ -161,17 +165,16 @@ class Worker:
             del payload
 
 
+def _violation(exc: BaseException) -> NoReturn:
+    print(f"slither worker: {exc}", file=sys.stderr, flush=True)
+    os._exit(EXIT_PROTOCOL)
+
+
 def _send(chan: framing.Channel, kind: int, ident: int, payload: Encoded) -> None:
     """One result frame; its segment (if any) travels with it and is closed here once sent."""
     chan.send(kind, ident, payload.data, payload.fd)
     if payload.segment is not None:
         payload.segment.close()
-
-
-def _take(counts: collections.Counter[int], ident: int) -> None:
-    counts[ident] -= 1
-    if counts[ident] <= 0:
-        del counts[ident]
 
 
 def apply_init(spec: dict[str, Any], store_transport: Any) -> int:
@@ -211,7 +214,7 @@ def main() -> None:
     parent = int(os.environ.get("SLITHER_PARENT_PID", "0"))
     if parent and os.getppid() != parent:
         os._exit(0)
-    worker = Worker(framing.Channel(fd))
+    worker = Worker(framing.Channel(fd), framing.Channel(int(os.environ["SLITHER_CONTROL_FD"])))
     worker.start()
     worker.serve()
     sys.stdout.flush()

@@ -3,18 +3,19 @@
 It imports the ``preload`` modules once, says READY (or why an import failed) on its control socket (fd 3,
 a SOCK_SEQPACKET pair whose other end only the pool's supervisor holds), then serves three requests::
 
-    fork  {env} + fds (channel, stdout, stderr)  ─▶ fork; the child becomes a worker ─▶ {"pid": N}
+    fork  {env} + fds (channel, control, stdout, stderr) ─▶ fork; the child becomes a worker ─▶ {"pid": N}
     status {pid}  (after the host saw it exit)   ─▶ waitid(WNOWAIT): {"code": c} or {"signal": s}
     reap   {pid}  (after the host is done with it) ─▶ waitpid; no reply
 
 A forked child stays a zombie until the host asks for it to be reaped, so its pid and process group id
 cannot be reused while the host may still signal them (the same rule the host keeps for workers it started
 itself). The child runs exactly the worker of ``python -m slither._worker``: own process group, channel on
-fd 3, its own ``init``. Standard library only; it starts no thread of its own (an imported module may).
+fd 3 and control channel on fd 4, its own ``init``. Standard library only; it starts no thread of its own (an imported module may).
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import json
 import os
@@ -23,8 +24,8 @@ import sys
 import traceback
 import warnings
 
-CONTROL_FD = 3
-CHANNEL_FD = 3
+CONTROL_FD = 3  # the template's own socket to the host
+WORKER_FDS = 3  # a forked worker's channel and control channel: fds 3 and 4
 _MAX_REQUEST = 1 << 20
 
 
@@ -46,7 +47,7 @@ def main(modules: list[str]) -> None:
 
     ctl.send(b"R")
     while True:
-        msg, fds, _flags, _addr = socket.recv_fds(ctl, _MAX_REQUEST, 3)
+        msg, fds, _flags, _addr = socket.recv_fds(ctl, _MAX_REQUEST, 4)
         if not msg:  # the host closed its end: the pool stopped (or the host died)
             os._exit(0)
         req = json.loads(msg)
@@ -90,16 +91,18 @@ def _fork(ctl: socket.socket, fds: list[int], env: dict[str, str]) -> dict[str, 
 def _become_worker(ctl: socket.socket, fds: list[int], env: dict[str, str]) -> None:
     os.setpgid(0, 0)
     ctl.detach()  # its fd 3 becomes the worker's channel below; the socket object must not close it later
-    channel, *output = fds
+    channel, control, *output = fds
     if not output:
         null = os.open(os.devnull, os.O_WRONLY)
         output = [null, null]
-    os.dup2(channel, CHANNEL_FD)
-    os.dup2(output[0], 1)
-    os.dup2(output[1], 2)
+    # Copies above every target first, so that placing one never overwrites another sitting at its target.
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (channel, control, *output)]
     for fd in set(fds) | set(output):
-        if fd > 3:
-            _close(fd)
+        _close(fd)
+    for fd, target in zip(high, (WORKER_FDS, WORKER_FDS + 1, 1, 2)):
+        os.dup2(fd, target)
+    for fd in high:
+        _close(fd)
     os.environ.update(env)
     _reseed()
     from slither._worker.loop import main as worker_main
