@@ -291,7 +291,8 @@ def test_host_threads_do_not_grow_with_the_pool():
 @pytest.mark.timeout(30)
 def test_a_batch_given_back_twice_by_one_worker_never_runs_there():
     """The worker's side of a revoke: a batch sent to it again while its first copy still waited. A REVOKE names
-    the TASK frame it wants back by number, on the control channel; a frame already taken is never given back."""
+    the TASK frame it wants back by number, on the control channel; a frame already taken is never given back
+    (the answer is STARTED), and the started word holds the number of the last frame that began."""
     import socket
 
     from slither._worker import framing
@@ -299,8 +300,11 @@ def test_a_batch_given_back_twice_by_one_worker_never_runs_there():
 
     host, worker_end = socket.socketpair()
     control, control_end = socket.socketpair()
+    word = os.memfd_create("started-word-test")
+    os.ftruncate(word, 8)
+    chan, ctl = framing.Channel(worker_end.fileno()), framing.Channel(control_end.fileno())
     with host, worker_end, control, control_end:
-        w = Worker(framing.Channel(worker_end.fileno()), framing.Channel(control_end.fileno()))
+        w = Worker(chan, ctl, word)
         reader = threading.Thread(target=w.read_loop, daemon=True)
         reader.start()
         task = __import__("pickle").dumps((("name", "builtins:abs"), "call", [((-1,), {})]))
@@ -314,7 +318,8 @@ def test_a_batch_given_back_twice_by_one_worker_never_runs_there():
         time.sleep(0.2)
         host.sendall(framing.HEADER.pack(framing.SHUTDOWN, 0, 0))
         w.serve()  # takes frames 1 and 2 (given back: skipped) and runs frame 3
-        control.sendall(revoke(3))  # too late: frame 3 ran; the host already heard STARTED
+        assert int.from_bytes(os.pread(word, 8, 0), "little") == 3
+        control.sendall(revoke(3))  # too late: frame 3 ran
         time.sleep(0.2)
         host.settimeout(2)
         got = host.recv(4096)
@@ -323,4 +328,7 @@ def test_a_batch_given_back_twice_by_one_worker_never_runs_there():
             kind, _, length = framing.HEADER.unpack_from(got, at)
             kinds.append(kind)
             at += framing.HEADER_LEN + length
-        assert kinds == [framing.REVOKED, framing.REVOKED, framing.STARTED, framing.RESULT_OK], kinds
+        assert kinds == [framing.REVOKED, framing.REVOKED, framing.RESULT_OK, framing.STARTED], kinds
+    chan.close()
+    ctl.close()
+    os.close(word)

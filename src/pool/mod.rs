@@ -477,7 +477,7 @@ impl Pool {
             }
             let n = rs.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
             rs.max_seen.fetch_max(n, Ordering::AcqRel);
-            Ok(s.submit(job, rs, fx))
+            Ok(s.submit(job, rs, Instant::now(), fx))
         })?;
         self.shared.transfers.count(true, bytes, shared);
         Ok(id)

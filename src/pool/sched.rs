@@ -43,7 +43,10 @@ pub(crate) struct Queued {
 /// A batch written to a worker's channel.
 struct Sent {
     q: Queued,
-    /// When the worker said it began running it.
+    /// When it began running, as far as the host knows: a worker runs its batches in the order they were
+    /// written, so the first one it holds runs from when it was written to an idle worker or from when the
+    /// batch before it answered (or, after a lost revoke race, from the worker's STARTED). Whether it had
+    /// really begun when the worker died is the worker's started word (`Exit::started_frame`).
     started: Option<Instant>,
     /// A REVOKE is on its way; the worker answers REVOKED (given back) or STARTED (too late).
     revoking: bool,
@@ -126,6 +129,9 @@ pub(crate) struct Exit {
     pub stderr_tail: String,
     /// The traceback of its INIT_FAILED frame, if it sent one.
     pub init_failure: Option<String>,
+    /// The number of the last TASK frame it began running, as it wrote it to its started word (None if that
+    /// could not be read: what the host inferred is used then).
+    pub started_frame: Option<u64>,
 }
 
 /// What the caller must do for the state machine, in order.
@@ -187,6 +193,8 @@ pub(crate) struct Slot {
     batches_this_process: u64,
     /// TASK frames written to this process: the number a REVOKE names its frame by.
     tasks_written: u64,
+    /// Batches that answered while a REVOKE was on its way: the worker's STARTED (too late) may follow.
+    late: Vec<u64>,
     rss: u64,
     peak_rss: u64,
     mem_over: u32,
@@ -216,6 +224,7 @@ impl Slot {
             recycles: 0,
             batches_this_process: 0,
             tasks_written: 0,
+            late: Vec::new(),
             rss: 0,
             peak_rss: 0,
             mem_over: 0,
@@ -340,14 +349,14 @@ impl Sched {
     // -- submission ------------------------------------------------------------------------------------------
 
     /// Takes a batch: written at once to the least loaded ready worker with room, else queued.
-    pub fn submit(&mut self, job: Job, run: Arc<RunShared>, fx: &mut Effects) -> u64 {
+    pub fn submit(&mut self, job: Job, run: Arc<RunShared>, now: Instant, fx: &mut Effects) -> u64 {
         let batch = self.next_batch;
         self.next_batch += 1;
         let q = Queued { batch, job, run };
         match q.job.pin {
             Some(pin) => {
                 self.slots[pin.worker].pinned.push_back(q);
-                self.fill(pin.worker, fx);
+                self.fill(pin.worker, now, fx);
             }
             None => {
                 let (depth, max) = (self.cfg.pipeline_depth, self.cfg.max_tasks_per_worker);
@@ -358,7 +367,7 @@ impl Sched {
                     .min_by_key(|s| (s.sent.len(), s.index))
                     .map(|s| s.index);
                 match best {
-                    Some(i) => self.send(i, q, fx),
+                    Some(i) => self.send(i, q, now, fx),
                     None => self.queue.push_back(q),
                 }
             }
@@ -368,7 +377,7 @@ impl Sched {
     }
 
     /// Tops up worker `i`'s channel from its pinned queue, then from the global queue.
-    fn fill(&mut self, i: usize, fx: &mut Effects) {
+    fn fill(&mut self, i: usize, now: Instant, fx: &mut Effects) {
         let (depth, max) = (self.cfg.pipeline_depth, self.cfg.max_tasks_per_worker);
         loop {
             let slot = &mut self.slots[i];
@@ -383,20 +392,20 @@ impl Sched {
                 },
                 None => return,
             };
-            self.send(i, next, fx);
+            self.send(i, next, now, fx);
         }
     }
 
-    fn fill_all(&mut self, fx: &mut Effects) {
+    fn fill_all(&mut self, now: Instant, fx: &mut Effects) {
         // Idle workers first, so requeued work goes where it runs at once.
         let mut order: Vec<usize> = (0..self.slots.len()).collect();
         order.sort_by_key(|&i| self.slots[i].sent.len());
         for i in order {
-            self.fill(i, fx);
+            self.fill(i, now, fx);
         }
     }
 
-    fn send(&mut self, i: usize, q: Queued, fx: &mut Effects) {
+    fn send(&mut self, i: usize, q: Queued, now: Instant, fx: &mut Effects) {
         let slot = &mut self.slots[i];
         fx.push(Effect::Write {
             worker: i,
@@ -413,6 +422,31 @@ impl Sched {
             revoking: false,
             frame: slot.tasks_written,
         });
+        Self::begin_head(slot, now, fx);
+    }
+
+    /// The worker's first batch begins when nothing is ahead of it (see [`Sent::started`]); one being revoked
+    /// waits for the worker's answer instead.
+    fn begin_head(slot: &mut Slot, now: Instant, fx: &mut Effects) {
+        let Some(s) = slot.sent.front_mut() else { return };
+        if s.started.is_some() || s.revoking {
+            return;
+        }
+        s.started = Some(now);
+        fx.push(Effect::Emit(Event::BatchStarted {
+            batch: s.q.batch,
+            worker: slot.index,
+            items: s.q.job.items,
+        }));
+        if s.q.run.is_cancelled() && slot.kill.is_none() {
+            // Its run was cancelled while it waited behind another batch: it would run now, so it is killed
+            // like a cancelled batch that had started.
+            slot.kill = Some(KillReason::Cancelled { batch: s.q.batch });
+            fx.push(Effect::Kill {
+                worker: slot.index,
+                generation: slot.generation,
+            });
+        }
     }
 
     /// A run was cancelled: its queued batches are dropped, its held batches revoked, and a worker running one
@@ -460,6 +494,7 @@ impl Sched {
         slot.kill = None;
         slot.batches_this_process = 0;
         slot.tasks_written = 0;
+        slot.late.clear();
         slot.mem_over = 0;
         slot.rss = 0;
         slot.term_sent = false;
@@ -522,43 +557,33 @@ impl Sched {
             generation,
             startup_s: (now - slot.spawned_at).as_secs_f64(),
         }));
-        self.fill_all(fx);
+        self.fill_all(now, fx);
     }
 
+    /// The worker's answer to a REVOKE that came too late: it had taken batch `id` and runs (or ran) it.
     pub fn started(&mut self, i: usize, generation: u64, id: u64, now: Instant, fx: &mut Effects) {
         if !self.current(i, generation) {
             return;
         }
         let slot = &mut self.slots[i];
-        if let Some(running) = slot.running() {
+        if let Some(k) = slot.late.iter().position(|&b| b == id) {
+            // It answered before this STARTED came (the worker's threads write both): nothing more to do.
+            slot.late.swap_remove(k);
+            return;
+        }
+        let Some(pos) = slot.sent.iter().position(|s| s.q.batch == id && s.revoking) else {
+            let why = format!("the worker said it started batch {id}, which it was not asked to give back");
+            return self.violation(i, generation, why, fx);
+        };
+        if pos != 0 {
             let why = format!(
                 "the worker said it started batch {id} while batch {} had not answered",
-                running.q.batch
+                slot.sent[0].q.batch
             );
             return self.violation(i, generation, why, fx);
         }
-        let Some(s) = slot.sent.iter_mut().find(|s| s.q.batch == id) else {
-            let why = format!("the worker said it started batch {id}, which it was not given");
-            return self.violation(i, generation, why, fx);
-        };
-        s.started = Some(now);
-        s.revoking = false;
-        let items = s.q.job.items;
-        let cancelled = s.q.run.is_cancelled();
-        fx.push(Effect::Emit(Event::BatchStarted {
-            batch: id,
-            worker: i,
-            items,
-        }));
-        if cancelled && slot.kill.is_none() {
-            // Its run was cancelled while the batch was on its way and the revoke lost the race: the worker
-            // started it anyway, so it is killed like a cancelled batch that had started.
-            slot.kill = Some(KillReason::Cancelled { batch: id });
-            fx.push(Effect::Kill {
-                worker: slot.index,
-                generation: slot.generation,
-            });
-        }
+        slot.sent[0].revoking = false;
+        Self::begin_head(slot, now, fx);
     }
 
     /// A worker answered batch `id` (RESULT_OK / RESULT_ERR).
@@ -567,12 +592,17 @@ impl Sched {
             return;
         }
         let slot = &mut self.slots[i];
-        let Some(pos) = slot.sent.iter().position(|s| s.q.batch == id && s.started.is_some()) else {
+        if slot.sent.front().is_none_or(|s| s.q.batch != id) {
             let why = format!("the worker sent a result for batch {id}, which it was not running");
             return self.violation(i, generation, why, fx);
-        };
-        let s = slot.sent.remove(pos).expect("position is valid");
+        }
+        let s = slot.sent.pop_front().expect("checked above");
+        if s.revoking {
+            // It lost the revoke race; the worker's STARTED for it may still come.
+            slot.late.push(id);
+        }
         let duration = s.started.map(|t| (now - t).as_secs_f64()).unwrap_or(0.0);
+        Self::begin_head(slot, now, fx);
         slot.batches += 1;
         slot.batches_this_process += 1;
         slot.items += s.q.job.items as u64;
@@ -595,7 +625,7 @@ impl Sched {
         let pid = slot.pid;
         let c = Self::completion(&s.q, Some(i), pid, outcome, duration, true);
         Self::deliver(fx, s.q, c);
-        self.fill(i, fx);
+        self.fill(i, now, fx);
         self.finish_drain(i, fx);
         self.steal(now, fx);
     }
@@ -615,6 +645,7 @@ impl Sched {
             return self.violation(i, generation, why, fx);
         };
         let s = slot.sent.remove(pos).expect("position is valid");
+        Self::begin_head(slot, now, fx);
         if s.q.run.is_cancelled() {
             let c = Self::completion(
                 &s.q,
@@ -636,7 +667,7 @@ impl Sched {
         // Only idle workers take it now: pipelined behind another long run it would wait (and be stolen) again.
         for w in 0..self.slots.len() {
             if self.slots[w].idle() {
-                self.fill(w, fx);
+                self.fill(w, now, fx);
             }
         }
         self.finish_drain(i, fx);
@@ -666,6 +697,7 @@ impl Sched {
             signal,
             stderr_tail,
             init_failure,
+            started_frame,
         } = exit;
         let Some(slot) = self.slots.get_mut(i) else { return };
         if slot.generation != generation || !slot.alive() {
@@ -696,11 +728,17 @@ impl Sched {
         // The batch it was running, if any, and what that costs it.
         let sent: Vec<Sent> = slot.sent.drain(..).collect();
         for s in sent {
-            let Some(started) = s.started else {
+            // The worker's own word decides; without it, what the host inferred.
+            let began = match started_frame {
+                Some(n) => s.frame <= n,
+                None => s.started.is_some(),
+            };
+            if !began {
                 // Never started: untouched.
                 self.requeue_or_lose(i, pid, s.q, fx);
                 continue;
-            };
+            }
+            let started = s.started.unwrap_or(now);
             let duration = (now - started).as_secs_f64();
             let outcome = match &kill {
                 Some(KillReason::Timeout { seconds, batch }) if *batch == s.q.batch => {
@@ -782,7 +820,7 @@ impl Sched {
                 reason,
             }));
         }
-        self.fill_all(fx);
+        self.fill_all(now, fx);
         self.respawn_due(now, fx);
     }
 

@@ -87,14 +87,14 @@ impl T {
     }
 
     fn submit(&mut self, rs: &Arc<RunShared>, j: Job) -> u64 {
-        self.s.submit(j, rs.clone(), &mut self.fx)
+        self.s.submit(j, rs.clone(), self.now, &mut self.fx)
     }
 
     fn gen(&self, w: usize) -> u64 {
         self.s.slots[w].generation
     }
 
-    /// Worker `w` (its current generation) reports that it started batch `id`.
+    /// Worker `w` (its current generation) answers a REVOKE of batch `id`: too late, it started it.
     fn start(&mut self, w: usize, id: u64) {
         let g = self.gen(w);
         self.s.started(w, g, id, self.now, &mut self.fx);
@@ -112,11 +112,18 @@ impl T {
         self.s.revoked(w, g, id, self.now, &mut self.fx);
     }
 
+    /// Worker `w` exits; its started word could not be read (the host's inference decides).
     fn exit(&mut self, w: usize, code: Option<i32>, signal: Option<&str>) {
+        self.exit_with_word(w, code, signal, None);
+    }
+
+    /// Worker `w` exits with `started_frame` in its started word.
+    fn exit_with_word(&mut self, w: usize, code: Option<i32>, signal: Option<&str>, started_frame: Option<u64>) {
         let g = self.gen(w);
         let exit = Exit {
             exit_code: code,
             signal: signal.map(str::to_string),
+            started_frame,
             ..Exit::default()
         };
         self.s.exited(w, g, exit, self.now, &mut self.fx);
@@ -179,7 +186,6 @@ fn batches_go_to_the_least_loaded_worker_then_pipeline_then_queue() {
     );
     assert_eq!(t.s.outstanding(), 5);
     // Worker 0 answers its first: it gets the queued one.
-    t.start(0, ids[0]);
     t.answer_ok(0, ids[0]);
     let fx = t.take();
     assert_eq!(writes(&fx), vec![(0, TASK, ids[4])]);
@@ -190,12 +196,10 @@ fn batches_go_to_the_least_loaded_worker_then_pipeline_then_queue() {
 fn a_held_batch_behind_a_long_run_is_revoked_for_an_idle_worker() {
     let mut t = T::new(2, |c| c.steal_after = 0.005);
     let (rs, _rx) = run();
-    let long = t.submit(&rs, job(0));
+    let _long = t.submit(&rs, job(0));
     let a = t.submit(&rs, job(1));
     let held = t.submit(&rs, job(2));
     t.take();
-    t.start(0, long);
-    t.start(1, a);
     t.later(1);
     t.answer_ok(1, a);
     // Worker 1 is idle now, but the long run has been running only 1 ms: not yet.
@@ -217,8 +221,6 @@ fn a_revoke_that_loses_the_race_leaves_the_batch_where_it_runs() {
     let one = t.submit(&rs2, job(1));
     let held2 = t.submit(&rs2, job(2));
     t.take();
-    t.start(0, long);
-    t.start(1, one);
     t.answer_ok(1, one);
     // Worker 1 went idle behind nothing: the held batch is asked back at once (steal_after 0).
     assert_eq!(writes(&t.take()), vec![(0, REVOKE, held2)]);
@@ -232,34 +234,72 @@ fn a_revoke_that_loses_the_race_leaves_the_batch_where_it_runs() {
 }
 
 #[test]
+fn a_too_late_answer_may_come_after_the_result() {
+    // The worker's reader thread says STARTED while its main thread sends the result: either may come first.
+    let (rs, _rx) = run();
+    let mut t = T::new(2, |c| c.steal_after = 0.0);
+    let long = t.submit(&rs, job(0));
+    let one = t.submit(&rs, job(1));
+    let held = t.submit(&rs, job(2));
+    t.take();
+    t.answer_ok(1, one);
+    assert_eq!(writes(&t.take()), vec![(0, REVOKE, held)]);
+    t.answer_ok(0, long);
+    t.answer_ok(0, held);
+    t.start(0, held);
+    let fx = t.take();
+    assert!(kills(&fx).is_empty(), "{:?}", kills(&fx));
+    assert_eq!(delivered(&fx).len(), 2);
+    // Once: a second STARTED for it is a protocol error.
+    t.start(0, held);
+    assert_eq!(kills(&t.take()), vec![0]);
+}
+
+#[test]
 fn a_cancelled_batch_whose_revoke_lost_the_race_is_killed_when_it_starts() {
     let mut t = T::new(1, |_| {});
     let (rs, _rx) = run();
-    let first = t.submit(&rs, job(0));
+    let (other, _rx2) = run();
+    let first = t.submit(&other, job(0));
     let held = t.submit(&rs, job(1));
     t.take();
-    t.start(0, first);
-    t.answer_ok(0, first);
-    t.take();
-    // The run is cancelled while the held batch is on its way: it is asked back...
+    // The run is cancelled while its batch waits behind another run's: it is asked back...
     rs.cancelled.store(true, std::sync::atomic::Ordering::Release);
     t.s.cancel(&rs, &mut t.fx);
     assert_eq!(writes(&t.take()), vec![(0, REVOKE, held)]);
+    t.answer_ok(0, first);
+    assert!(kills(&t.take()).is_empty(), "it waits for the worker's answer");
     // ...but the worker had already started it: it must not run on for nobody.
     t.start(0, held);
     assert_eq!(kills(&t.take()).len(), 1);
 }
 
 #[test]
+fn a_cancelled_batch_is_killed_when_it_would_begin() {
+    let mut t = T::new(1, |_| {});
+    let (rs, _rx) = run();
+    let (other, _rx2) = run();
+    let first = t.submit(&other, job(0));
+    let held = t.submit(&rs, job(1));
+    t.take();
+    // Cancelled after its revoke was refused (it is not being revoked): when the batch ahead answers, it
+    // would begin; the worker is killed instead of running it for nobody.
+    rs.cancelled.store(true, std::sync::atomic::Ordering::Release);
+    t.answer_ok(0, first);
+    assert_eq!(kills(&t.take()).len(), 1);
+    let _ = held;
+}
+
+#[test]
 fn a_crash_is_charged_only_to_the_batch_the_worker_had_started() {
     let mut t = T::new(2, |_| {});
     let (rs, _rx) = run();
-    let running = t.submit(&rs, job(0));
+    let _running = t.submit(&rs, job(0));
     let _on_other = t.submit(&rs, job(1));
     let behind = t.submit(&rs, job(2));
     t.take();
-    t.start(0, running);
-    t.exit(0, None, Some("SIGSEGV"));
+    // Its started word says frame 1 (`running`) began; frame 2 (`behind`) never did.
+    t.exit_with_word(0, None, Some("SIGSEGV"), Some(1));
     let fx = t.take();
     let d = delivered(&fx);
     assert_eq!(d.len(), 1, "only the started batch fails: {d:?}");
@@ -285,7 +325,8 @@ fn a_worker_killed_before_it_started_anything_costs_nothing() {
     let (rs, _rx) = run();
     let id = t.submit(&rs, job(0));
     t.take();
-    t.exit(0, None, Some("SIGKILL"));
+    // Written to an idle worker (the host counts it as running), but its started word says it never began.
+    t.exit_with_word(0, None, Some("SIGKILL"), Some(0));
     assert!(delivered(&t.take()).is_empty(), "nothing is charged");
     assert_eq!(t.s.outstanding(), 1);
     // The replacement gets the very batch, written again.
@@ -317,8 +358,8 @@ fn pinned_batches_of_a_dead_worker_fail_as_session_lost() {
     let running = t.submit(&rs, j.clone());
     t.submit(&rs, j);
     t.take();
-    t.s.started(w, g, running, t.now, &mut t.fx);
     t.exit(w, Some(1), None);
+    let _ = running;
     let d = delivered(&t.take());
     assert_eq!(d.len(), 2);
     assert!(matches!(d[0].1, Outcome::Crashed { .. }));
@@ -335,7 +376,6 @@ fn recycling_counts_apart_from_restarts() {
     let c = t.submit(&rs, job(2));
     assert_eq!(writes(&t.take()).len(), 2, "never more than it may still run");
     for id in [a, b] {
-        t.start(0, id);
         t.answer_ok(0, id);
     }
     assert_eq!(writes(&t.take()), vec![(0, SHUTDOWN, 0)]);
@@ -381,14 +421,15 @@ fn frames_that_cannot_be_valid_kill_the_worker() {
     let mut t = T::new(1, |_| {});
     let (rs, _rx) = run();
     let id = t.submit(&rs, job(0));
+    let behind = t.submit(&rs, job(1));
     t.take();
-    t.answer_ok(0, id);
-    assert_eq!(kills(&t.take()), vec![0], "a result for a batch it had not started");
+    t.answer_ok(0, behind);
+    assert_eq!(kills(&t.take()), vec![0], "a result out of order");
+    let _ = id;
     let mut t = T::new(1, |_| {});
     let id = t.submit(&rs, job(0));
     t.start(0, id);
-    t.start(0, id + 1);
-    assert_eq!(kills(&t.take()), vec![0], "a start while another batch runs");
+    assert_eq!(kills(&t.take()), vec![0], "a STARTED nobody asked for");
     t.exit(0, None, Some("SIGKILL"));
     let d = delivered(&t.take());
     assert!(
@@ -403,10 +444,9 @@ fn a_deadline_kills_and_charges_only_its_batch() {
     let (rs, _rx) = run();
     let mut j = job(0);
     j.timeout = Some(Duration::from_millis(100));
-    let id = t.submit(&rs, j);
+    let _id = t.submit(&rs, j);
     let behind = t.submit(&rs, job(1));
     t.take();
-    t.start(0, id);
     t.later(50);
     assert!(kills(&t.take()).is_empty());
     t.later(60);
@@ -425,7 +465,7 @@ fn terminate_says_which_batches_ran_and_which_never_started() {
     t.submit(&rs, job(1));
     t.submit(&rs, job(2));
     t.take();
-    t.start(0, running);
+    let _ = running;
     t.s.stop(false, t.now, &mut t.fx);
     let fx = t.take();
     let d = delivered(&fx);
@@ -448,14 +488,12 @@ fn a_batch_given_back_waits_for_an_idle_worker_rather_than_behind_another_long_r
     let long1 = t.submit(&rs, job(1));
     let held = t.submit(&rs, job(2));
     t.take();
-    t.start(0, long0);
-    t.start(1, long1);
+    let _ = long0;
     // Worker 1 finishes: idle, the held batch on worker 0 is asked back.
     t.answer_ok(1, long1);
     assert_eq!(writes(&t.take()), vec![(0, REVOKE, held)]);
     // Before the answer, worker 1 gets a long run of its own.
     let other = t.submit(&rs, job(3));
-    t.start(1, other);
     t.take();
     t.revoked(0, held);
     assert!(writes(&t.take()).is_empty(), "no worker is idle: it waits in the queue");

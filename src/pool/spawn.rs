@@ -19,6 +19,10 @@ use crate::error::{Error, Result};
 pub const CHANNEL_FD: i32 = 3;
 /// The fd number the worker finds its control channel on (REVOKE and STORE_REPLY, read by its reader thread).
 pub const CONTROL_FD: i32 = 4;
+/// The fd number the worker finds its started word on: 8 bytes of shared memory where it writes the number
+/// of each TASK frame before running it, read by the host when the worker has died (what a crash is charged
+/// to) — a store, not a frame, so a batch's start costs the worker no write and the host no wake-up.
+pub const STARTED_FD: i32 = 5;
 
 pub(crate) struct Spawned {
     pub pid: u32,
@@ -26,6 +30,8 @@ pub(crate) struct Spawned {
     pub channel: UnixStream,
     /// The host's end of the worker's control channel, non-blocking (written only).
     pub control: UnixStream,
+    /// The worker's started word (a memfd; the worker has its own descriptor of it).
+    pub started_word: OwnedFd,
     /// Readable when the process exits (None where pidfds are unavailable: exits are then polled).
     pub pidfd: Option<OwnedFd>,
     pub stdout: Option<ChildStdout>,
@@ -35,6 +41,7 @@ pub(crate) struct Spawned {
 pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> Result<Spawned> {
     let (host_end, worker_end) = UnixStream::pair()?;
     let (control_host, control_worker) = UnixStream::pair()?;
+    let started_word = started_word()?;
     let output = || {
         if cfg.forward_output {
             Stdio::piped()
@@ -47,6 +54,7 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
         .envs(&cfg.env)
         .env("SLITHER_FD", CHANNEL_FD.to_string())
         .env("SLITHER_CONTROL_FD", CONTROL_FD.to_string())
+        .env("SLITHER_STARTED_FD", STARTED_FD.to_string())
         .env("SLITHER_WORKER_INDEX", index.to_string())
         .env("SLITHER_WORKER_GENERATION", generation.to_string())
         .env("SLITHER_PARENT_PID", std::process::id().to_string())
@@ -57,7 +65,14 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
     if let Some(dir) = &cfg.cwd {
         cmd.current_dir(dir);
     }
-    own_group_with_fds(&mut cmd, [worker_end.as_raw_fd(), control_worker.as_raw_fd()]);
+    own_group_with_fds(
+        &mut cmd,
+        [
+            worker_end.as_raw_fd(),
+            control_worker.as_raw_fd(),
+            started_word.as_raw_fd(),
+        ],
+    );
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::PoolBroken(format!("could not start worker interpreter {:?}: {e}", cfg.python)))?;
@@ -70,6 +85,7 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
         pid,
         channel: host_end,
         control: control_host,
+        started_word,
         pidfd: pidfd_open(pid),
         stdout: child.stdout.take(),
         stderr: child.stderr.take(),
@@ -112,6 +128,30 @@ pub(crate) fn own_group_with_fds<const N: usize>(cmd: &mut Command, fds: [RawFd;
             Ok(())
         });
     }
+}
+
+/// A new started word: an 8-byte memfd, zero (no TASK frame begun).
+pub(crate) fn started_word() -> std::io::Result<OwnedFd> {
+    // SAFETY: a constant name and flags; the result is checked.
+    let raw = unsafe { libc::memfd_create(c"slither-started".as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ftruncate on the descriptor just created.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), 8) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// The number of the last TASK frame the worker began, from its started word (None if it cannot be read).
+pub(crate) fn read_started_word(fd: &OwnedFd) -> Option<u64> {
+    let mut buf = [0u8; 8];
+    // SAFETY: pread into a live 8-byte buffer.
+    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8, 0) };
+    (n == 8).then(|| u64::from_le_bytes(buf))
 }
 
 pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {

@@ -2,7 +2,7 @@
 //! forks workers on request, so a replacement costs a fork instead of an interpreter start plus imports.
 //!
 //! ```text
-//!   supervisor ── fork {env} + fds (channel, control, stdout, stderr) ──▶ template ── fork() ──▶ worker (fds 3 and 4, own group)
+//!   supervisor ── fork {env} + fds (channel, control, started word, stdout, stderr) ──▶ template ── fork() ──▶ worker (fds 3-5, own group)
 //!              ◀──────────────────── {"pid": N} ────────────────────
 //!   worker's pidfd readable ─▶ status {pid} ─▶ {"code"|"signal"} ─▶ Sched::exited ─▶ reap {pid}
 //! ```
@@ -28,7 +28,9 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::spawn::{own_group_with_fds, pidfd_open, signal_name, Spawned, CHANNEL_FD, CONTROL_FD};
+use super::spawn::{
+    own_group_with_fds, pidfd_open, signal_name, started_word, Spawned, CHANNEL_FD, CONTROL_FD, STARTED_FD,
+};
 use super::Shared;
 use crate::config::PoolConfig;
 
@@ -194,7 +196,12 @@ impl Template {
     pub fn fork(&mut self, cfg: &PoolConfig, index: usize, generation: u64) -> Result<Spawned, ForkFailed> {
         let (host_end, worker_end) = UnixStream::pair()?;
         let (control_host, control_worker) = UnixStream::pair()?;
-        let mut fds: Vec<OwnedFd> = vec![OwnedFd::from(worker_end), OwnedFd::from(control_worker)];
+        let word = started_word()?;
+        let mut fds: Vec<OwnedFd> = vec![
+            OwnedFd::from(worker_end),
+            OwnedFd::from(control_worker),
+            word.try_clone()?,
+        ];
         let mut readers = Vec::new();
         if cfg.forward_output {
             for _ in 0..2 {
@@ -206,6 +213,7 @@ impl Template {
         let mut env: BTreeMap<&str, String> = BTreeMap::new();
         env.insert("SLITHER_FD", CHANNEL_FD.to_string());
         env.insert("SLITHER_CONTROL_FD", CONTROL_FD.to_string());
+        env.insert("SLITHER_STARTED_FD", STARTED_FD.to_string());
         env.insert("SLITHER_WORKER_INDEX", index.to_string());
         env.insert("SLITHER_WORKER_GENERATION", generation.to_string());
         // Its parent is the template, not the host: the start-up parent check does not apply.
@@ -226,6 +234,7 @@ impl Template {
             pid,
             channel: host_end,
             control: control_host,
+            started_word: word,
             pidfd: pidfd_open(pid),
             stdout: readers.next().map(ChildStdout::from),
             stderr: readers.next().map(ChildStderr::from),

@@ -27,7 +27,7 @@ use tokio::io::Interest;
 
 use super::outbox::{Flushed, Outbox};
 use super::sched::{Exit, Hello};
-use super::spawn::{has_exited, Spawned};
+use super::spawn::{has_exited, read_started_word, Spawned};
 use super::{Outcome, Shared};
 use crate::protocol::{self, check_header, decode_header, split_kind, Header, Segment, HEADER_LEN};
 
@@ -337,6 +337,7 @@ pub(crate) async fn serve(
     // The control channel is only written (the worker answers on its channel); it stays open until the
     // outbox is closed below.
     let control_end = sp.control;
+    let started_word = sp.started_word;
     let control_writer = tokio::spawn(write_queued(control_end.try_clone().ok(), control.clone()));
     let Some(sock) = watch(sp.channel, Interest::READABLE).map(Arc::new) else {
         return;
@@ -402,6 +403,7 @@ pub(crate) async fn serve(
         signal,
         stderr_tail,
         init_failure,
+        started_frame: read_started_word(&started_word),
     };
     // The scheduler learns of the exit before the pid is released: nothing can see the slot as live after.
     sh.apply(|s, fx| s.exited(index, generation, exit, now, fx));

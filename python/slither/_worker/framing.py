@@ -71,6 +71,10 @@ class Channel:
         self._fds: collections.deque[int] = collections.deque()
         self._wlock = threading.Lock()
 
+    def close(self) -> None:
+        """Closes this channel's own descriptor (the one it was given stays open)."""
+        self._sock.close()
+
     def send(self, kind: int, ident: int, payload: bytes | bytearray | memoryview = b"",
              segment: int | None = None) -> None:
         """One frame; ``segment`` (a descriptor, borrowed) travels with it, marked in its kind."""
@@ -112,20 +116,9 @@ class Channel:
             n = os.write(self._fd, view)
             view = view[n:]
 
-    def arriving(self) -> bool:
-        """Whether a frame has begun to arrive (bytes read and not yet taken, or waiting in the socket). Never
-        blocks; True at end of file too (the next :meth:`recv` says so)."""
-        if self._start != self._end:
-            return True
-        try:
-            self._read_more(HEADER_LEN, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _receive(self, view: memoryview, flags: int = 0) -> int:
+    def _receive(self, view: memoryview) -> int:
         """One ``recvmsg`` into ``view``; descriptors that came with it wait in ``_fds``. 0 at end of file."""
-        n, ancdata, msg_flags, _ = self._sock.recvmsg_into([view], _FD_SPACE, flags)
+        n, ancdata, msg_flags, _ = self._sock.recvmsg_into([view], _FD_SPACE)
         for level, typ, data in ancdata:
             if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
                 fds = array.array("i")
@@ -138,7 +131,7 @@ class Channel:
     def _buffered(self) -> int:
         return self._end - self._start
 
-    def _read_more(self, room: int, flags: int = 0) -> bool:
+    def _read_more(self, room: int) -> bool:
         """Reads into the scratch buffer, first moving what is unread to its front if fewer than ``room`` bytes
         are free behind it. False at end of file."""
         if self._start == self._end:
@@ -147,7 +140,7 @@ class Channel:
             n = self._end - self._start
             self._scratch[:n] = self._view[self._start : self._end]
             self._start, self._end = 0, n
-        got = self._receive(self._view[self._end :], flags)
+        got = self._receive(self._view[self._end :])
         self._end += got
         return got > 0
 

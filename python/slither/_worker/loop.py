@@ -2,27 +2,32 @@
 
 ::
 
-    fd 3 (channel) ─▶ main thread: INIT, TASK n ─▶ STARTED, run, RESULT_OK/RESULT_ERR ─▶ fd 3 (every frame out)
+    fd 3 (channel) ─▶ main thread: INIT, TASK n ─▶ started word := n, run ─▶ RESULT_OK/RESULT_ERR ─▶ fd 3
     fd 4 (control) ─▶ reader thread ─┬─ REVOKE(id, n) ─▶ TASK n not taken yet? REVOKED(id): it will never run
+                                     │                   taken: STARTED(id): too late, it runs or ran
                                      └─ STORE_REPLY ──▶ the store request waiting for it (user code, any thread)
+    fd 5 (started word) ◀─ main thread; read by the host when this process has died
 
-The main thread reads its own tasks (no hand-off between threads between a task's arrival and its run); the
+The main thread reads its own tasks (no hand-off between threads between a task's arrival and its run), and
+a task's start costs a store into shared memory, not a frame: the host infers when the first batch it holds
+here began and learns from the started word, after a death, whether it had (what a crash is charged to). The
 reader thread keeps answering while a task runs: a batch the host pipelined behind a long run can be taken
 back for an idle worker, and store replies reach user code whatever thread asked. TASK frames are numbered
-from 1 in the order they arrive (the host counts the same way) and a REVOKE names the frame it wants back;
-whether that frame runs is decided under one lock: the host hears either STARTED (it ran, or runs) or
-REVOKED (it never will). A result whose next task has already arrived goes out with that task's STARTED, in
-one write. Task semantics (what ``"item"``, ``"batch"`` and ``"call"`` mean) are in ``execute.py``. A task
-or result whose large buffers travel in a shared-memory segment carries its descriptor (``buffers.py``); a
-task's segment is closed once the task is loaded (its mapping keeps the memory), or when it is revoked.
+from 1 in the order they arrive (the host counts the same way); a REVOKE names the frame it wants back and
+whether that frame runs is decided under one lock. Task semantics (what ``"item"``, ``"batch"`` and
+``"call"`` mean) are in ``execute.py``. A task or result whose large buffers travel in a shared-memory
+segment carries its descriptor (``buffers.py``); a task's segment is closed once the task is loaded (its
+mapping keeps the memory), or when it is revoked.
 """
 
 from __future__ import annotations
 
 import _pickle as pickle  # the C pickler itself: pickle.py imports re and enum, milliseconds of every worker start
 import faulthandler
+import mmap
 import os
 import queue
+import struct
 import sys
 import sysconfig
 import threading
@@ -38,12 +43,15 @@ if TYPE_CHECKING:
 
 EXIT_INIT_FAILED = 3
 EXIT_PROTOCOL = 4
+_WORD = struct.Struct("<Q")
 
 
 class Worker:
-    def __init__(self, chan: framing.Channel, control: framing.Channel) -> None:
+    def __init__(self, chan: framing.Channel, control: framing.Channel, started_word: int | None = None) -> None:
         self.chan = chan
         self.control = control
+        # The host reads it only after this process died; no lock: one writer, and a death orders everything.
+        self.started = None if started_word is None else mmap.mmap(started_word, 8)
         self.lock = threading.Lock()
         # TASK frames the main thread has taken from the channel (run or skipped), and the numbers of frames
         # given back before it took them.
@@ -71,7 +79,8 @@ class Worker:
                     if number > self.taken:
                         self.revoked.add(number)
                         self.chan.send(framing.REVOKED, ident)
-                    # else the main thread took it: its STARTED is, or is about to be, on the channel
+                    else:  # the main thread took it (after sending every earlier result)
+                        self.chan.send(framing.STARTED, ident)
             elif kind == framing.STORE_REPLY:
                 with self.lock:
                     waiter = self.replies.pop(ident, None)
@@ -126,42 +135,32 @@ class Worker:
             _violation(exc)
 
     def serve(self) -> None:
-        chan, lock = self.chan, self.lock
-        held: tuple[int, int, Encoded] | None = None  # a result not yet sent
+        chan, lock, started = self.chan, self.lock, self.started
         while True:
-            if held is not None and not chan.arriving():
-                _send(chan, *held)
-                held = None
             frame = self._recv()
             if frame is None or frame[0] == framing.SHUTDOWN:
-                if held is not None:
-                    _send(chan, *held)
                 return
             kind, ident, body, fd = frame
+            del frame
             segment = None if fd is None else Segment(fd, 0)
             if kind != framing.TASK:
                 _violation(framing.ProtocolViolation(f"unexpected frame {kind} (id {ident}) on the channel"))
             with lock:
                 self.taken += 1
-                skip = self.taken in self.revoked
-                self.revoked.discard(self.taken)
+                number = self.taken
+                skip = number in self.revoked
+                self.revoked.discard(number)
             if skip:
                 if segment is not None:
                     segment.close()
                 continue
-            if held is not None and held[2].segment is None:
-                chan.send_many([(held[0], held[1], held[2].data), (framing.STARTED, ident, b"")])
-            else:
-                if held is not None:
-                    _send(chan, *held)
-                chan.send(framing.STARTED, ident)
-            held = None
-            del frame
+            if started is not None:
+                _WORD.pack_into(started, 0, number)
             ok, payload = execute(body, self.max_result_bytes, fd=None if segment is None else segment.fd, shared=True)
             del body
             if segment is not None:
                 segment.close()  # the mapping (if the task's objects still live) keeps the memory
-            held = (framing.RESULT_OK if ok else framing.RESULT_ERR, ident, payload)
+            _send(chan, framing.RESULT_OK if ok else framing.RESULT_ERR, ident, payload)
             del payload
 
 
@@ -214,7 +213,8 @@ def main() -> None:
     parent = int(os.environ.get("SLITHER_PARENT_PID", "0"))
     if parent and os.getppid() != parent:
         os._exit(0)
-    worker = Worker(framing.Channel(fd), framing.Channel(int(os.environ["SLITHER_CONTROL_FD"])))
+    control = framing.Channel(int(os.environ["SLITHER_CONTROL_FD"]))
+    worker = Worker(framing.Channel(fd), control, int(os.environ["SLITHER_STARTED_FD"]))
     worker.start()
     worker.serve()
     sys.stdout.flush()

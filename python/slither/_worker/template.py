@@ -3,14 +3,14 @@
 It imports the ``preload`` modules once, says READY (or why an import failed) on its control socket (fd 3,
 a SOCK_SEQPACKET pair whose other end only the pool's supervisor holds), then serves three requests::
 
-    fork  {env} + fds (channel, control, stdout, stderr) ─▶ fork; the child becomes a worker ─▶ {"pid": N}
+    fork  {env} + fds (channel, control, started word, stdout, stderr) ─▶ fork; the child is a worker ─▶ {"pid": N}
     status {pid}  (after the host saw it exit)   ─▶ waitid(WNOWAIT): {"code": c} or {"signal": s}
     reap   {pid}  (after the host is done with it) ─▶ waitpid; no reply
 
 A forked child stays a zombie until the host asks for it to be reaped, so its pid and process group id
 cannot be reused while the host may still signal them (the same rule the host keeps for workers it started
 itself). The child runs exactly the worker of ``python -m slither._worker``: own process group, channel on
-fd 3 and control channel on fd 4, its own ``init``. Standard library only; it starts no thread of its own (an imported module may).
+fd 3, control channel on fd 4, started word on fd 5, its own ``init``. Standard library only; it starts no thread of its own (an imported module may).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import traceback
 import warnings
 
 CONTROL_FD = 3  # the template's own socket to the host
-WORKER_FDS = 3  # a forked worker's channel and control channel: fds 3 and 4
+WORKER_FDS = (3, 4, 5, 1, 2)  # where a forked worker's channel, control channel, started word, stdout, stderr go
 _MAX_REQUEST = 1 << 20
 
 
@@ -47,7 +47,7 @@ def main(modules: list[str]) -> None:
 
     ctl.send(b"R")
     while True:
-        msg, fds, _flags, _addr = socket.recv_fds(ctl, _MAX_REQUEST, 4)
+        msg, fds, _flags, _addr = socket.recv_fds(ctl, _MAX_REQUEST, 5)
         if not msg:  # the host closed its end: the pool stopped (or the host died)
             os._exit(0)
         req = json.loads(msg)
@@ -91,15 +91,15 @@ def _fork(ctl: socket.socket, fds: list[int], env: dict[str, str]) -> dict[str, 
 def _become_worker(ctl: socket.socket, fds: list[int], env: dict[str, str]) -> None:
     os.setpgid(0, 0)
     ctl.detach()  # its fd 3 becomes the worker's channel below; the socket object must not close it later
-    channel, control, *output = fds
+    channel, control, word, *output = fds
     if not output:
         null = os.open(os.devnull, os.O_WRONLY)
         output = [null, null]
     # Copies above every target first, so that placing one never overwrites another sitting at its target.
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (channel, control, *output)]
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (channel, control, word, *output)]
     for fd in set(fds) | set(output):
         _close(fd)
-    for fd, target in zip(high, (WORKER_FDS, WORKER_FDS + 1, 1, 2)):
+    for fd, target in zip(high, WORKER_FDS):
         os.dup2(fd, target)
     for fd in high:
         _close(fd)
