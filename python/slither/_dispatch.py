@@ -60,7 +60,7 @@ class Engine:
         self.core = dispatcher.core
         self.fn_name = describe(fn)
         self.ref = function_ref(fn)
-        dispatcher.check_transferable(self.ref, self.fn_name)
+        dispatcher.check_transferable(self.ref, fn)
         self.ref_hits = _payload.ref_mentions(self.ref)
         self.iterable = iterable
         self.mode = mode

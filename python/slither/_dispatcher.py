@@ -12,7 +12,6 @@ core stops accepting their batches.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
@@ -57,28 +56,19 @@ class Dispatcher:
         if self._is_closed():
             raise errors.PoolClosed("the pool is closed")
 
-    def check_transferable(self, ref: tuple[str, Any], fn_name: str) -> None:
+    def check_transferable(self, ref: tuple[str, Any], fn: str | Callable[..., Any]) -> None:
         """A function sent by value carries bytecode: refuse it when the workers run another Python version."""
         if ref[0] == "value" and not self._by_value_ok:
             host, workers = self._versions
             raise errors.SerializationError(
-                f"{fn_name} must travel by value (it is a lambda, a closure or defined in __main__), but the workers "
+                f"{describe(fn)} must travel by value (it is a lambda, a closure or defined in __main__), but the workers "
                 f"run Python {', '.join(workers)} and this host {host}: bytecode does not cross versions. Define it "
                 "in a module the workers can import and pass it (or its 'module:function' name)."
             )
 
-    @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
+    def running(self) -> _Running:
         """Marks a run in flight for as long as the block lasts (see :meth:`wait_runs`)."""
-        key = object()
-        with self._runs_changed:
-            self._runs[id(key)] = threading.get_ident()
-        try:
-            yield
-        finally:
-            with self._runs_changed:
-                del self._runs[id(key)]
-                self._runs_changed.notify_all()
+        return _Running(self)
 
     def wait_runs(self, timeout: float | None) -> bool:
         """Waits until every run driven by another thread has finished; False if ``timeout`` passed first.
@@ -150,9 +140,8 @@ class Dispatcher:
     def call_payload(self, fn: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Encoded:
         """One call pickled; SerializationError names the argument that will not pickle."""
         ref = function_ref(fn)
-        name = describe(fn)
-        self.check_transferable(ref, name)
-        return _payload.call_payload(ref, name, args, kwargs, _payload.ref_mentions(ref))
+        self.check_transferable(ref, fn)
+        return _payload.call_payload(ref, lambda: describe(fn), args, kwargs, _payload.ref_mentions(ref))
 
     def call(self, fn: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
              pin: tuple[int, int] | None = None, timeout: float | None = None) -> Any:
@@ -195,6 +184,26 @@ class Dispatcher:
                 self.core.cancel(run)
                 raise
         return dict(sorted(replies.items()))
+
+
+class _Running:
+    """``with dispatcher.running():``: a run in flight for as long as the block lasts."""
+
+    __slots__ = ("_dispatcher",)
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    def __enter__(self) -> None:
+        d = self._dispatcher
+        with d._runs_changed:
+            d._runs[id(self)] = threading.get_ident()
+
+    def __exit__(self, *exc: object) -> None:
+        d = self._dispatcher
+        with d._runs_changed:
+            del d._runs[id(self)]
+            d._runs_changed.notify_all()
 
 
 class CallOptions:

@@ -12,7 +12,9 @@ pickle for one shared-memory segment that travels with the frame (``_worker/buff
 
 from __future__ import annotations
 
+import functools
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 from slither import errors
@@ -24,6 +26,7 @@ PROTOCOL = pickle.HIGHEST_PROTOCOL
 _MAIN = b"__main__"
 
 
+@functools.lru_cache(maxsize=256)
 def ref_mentions(ref: tuple[str, Any]) -> int:
     """How often a function reference's own pickle mentions ``__main__`` (a by-value function does)."""
     return pickle.dumps(ref, PROTOCOL).count(_MAIN)
@@ -36,8 +39,10 @@ def dumps(task: tuple[Any, ...], ref_hits: int = 0) -> Encoded:
         ref, mode, data = task
         if mode == "call":
             data = [(tuple(buffers.wrap_all(list(a), buffers.THRESHOLD)),
-                     {k: buffers.wrap(v, buffers.THRESHOLD) for k, v in kw.items()}) for a, kw in data]
-        task = (ref, mode, buffers.wrap_all(data, buffers.THRESHOLD))
+                     {k: buffers.wrap(v, buffers.THRESHOLD) for k, v in kw.items()} if kw else kw) for a, kw in data]
+        else:
+            data = buffers.wrap_all(data, buffers.THRESHOLD)
+        task = (ref, mode, data)
     try:
         payload = buffers.dumps(task)
     except Exception:
@@ -48,14 +53,15 @@ def dumps(task: tuple[Any, ...], ref_hits: int = 0) -> Encoded:
     return payload
 
 
-def call_payload(ref: tuple[str, Any], fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+def call_payload(ref: tuple[str, Any], fn_name: Callable[[], str], args: tuple[Any, ...], kwargs: dict[str, Any],
                  ref_hits: int = 0) -> Encoded:
-    """A single call's payload; raises SerializationError naming the argument that will not pickle."""
+    """A single call's payload; raises SerializationError naming the argument that will not pickle (and the
+    function, by ``fn_name()``: computed only then)."""
     try:
         return dumps((ref, "call", [(args, kwargs)]), ref_hits)
     except Exception as exc:
         raise errors.SerializationError(
-            f"{_culprit(args, kwargs)} of {fn_name} cannot be pickled: {type(exc).__name__}: {safe_str(exc)}"
+            f"{_culprit(args, kwargs)} of {fn_name()} cannot be pickled: {type(exc).__name__}: {safe_str(exc)}"
         ) from exc
 
 
