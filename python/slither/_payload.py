@@ -35,22 +35,38 @@ def ref_mentions(ref: tuple[str, Any]) -> int:
 def dumps(task: tuple[Any, ...], ref_hits: int = 0) -> Encoded:
     """``task`` (``(fn_ref, mode, items)``) pickled so that a worker can load it; raises what pickling raised
     if nothing works."""
-    if len(task) == 3 and type(task[2]) is list:
-        ref, mode, data = task
-        if mode == "call":
-            data = [(tuple(buffers.wrap_all(list(a), buffers.THRESHOLD)),
-                     {k: buffers.wrap(v, buffers.THRESHOLD) for k, v in kw.items()} if kw else kw) for a, kw in data]
-        else:
-            data = buffers.wrap_all(data, buffers.THRESHOLD)
-        task = (ref, mode, data)
     try:
         payload = buffers.dumps(task)
     except Exception:
         # Lambdas and local classes among the data: only cloudpickle can send them.
-        return buffers.dumps(task, by_value=True)
+        return buffers.dumps(_large_bytes_apart(task), by_value=True)
+    if len(payload.data) >= buffers.THRESHOLD:
+        # Only a pickle this large can hold a bytes object over the threshold in band: pickled again with those
+        # moved out of band (checking every item's type up front would cost every small batch its length).
+        wrapped = _large_bytes_apart(task)
+        if wrapped is not task:
+            payload.release()
+            payload = buffers.dumps(wrapped)
     if payload.data.count(_MAIN) > ref_hits:
-        return buffers.dumps(task, by_value=True)
+        payload.release()
+        return buffers.dumps(_large_bytes_apart(task), by_value=True)
     return payload
+
+
+def _large_bytes_apart(task: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``task`` with its large bytes/bytearray items or arguments wrapped to pickle out of band (``task`` itself
+    if it has none)."""
+    if len(task) != 3 or type(task[2]) is not list:
+        return task
+    ref, mode, data = task
+    if mode == "call":
+        wrapped = [(tuple(buffers.wrap_all(list(a), buffers.THRESHOLD)),
+                    {k: buffers.wrap(v, buffers.THRESHOLD) for k, v in kw.items()} if kw else kw) for a, kw in data]
+    else:
+        wrapped = buffers.wrap_all(data, buffers.THRESHOLD)
+        if wrapped is data:
+            return task
+    return (ref, mode, wrapped)
 
 
 def call_payload(ref: tuple[str, Any], fn_name: Callable[[], str], args: tuple[Any, ...], kwargs: dict[str, Any],

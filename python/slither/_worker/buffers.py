@@ -127,20 +127,28 @@ _MAY_HOLD_BYTES = frozenset({bytes, bytearray, tuple, list, dict})
 
 
 def wrap_all(values: list[Any], threshold: int) -> list[Any]:
-    """``values`` with each large bytes/bytearray wrapped (a list, a tuple or a dict's values, one level)."""
+    """``values`` with each large bytes/bytearray wrapped (a list, a tuple or a dict's values, one level);
+    ``values`` itself if none is."""
     if _MAY_HOLD_BYTES.isdisjoint(map(type, values)):
         return values  # the common case (numbers, strings, arrays...), decided in C without a Python loop
     out = []
+    changed = False
     for v in values:
         t = type(v)
         if t is tuple or t is list:
-            v = t(wrap(x, threshold) for x in v)
+            inner = [wrap(x, threshold) for x in v]
+            if any(w is not x for w, x in zip(inner, v)):
+                v, changed = t(inner), True
         elif t is dict:
-            v = {k: wrap(x, threshold) for k, x in v.items()}
+            wrapped = {k: wrap(x, threshold) for k, x in v.items()}
+            if any(wrapped[k] is not x for k, x in v.items()):
+                v, changed = wrapped, True
         else:
-            v = wrap(v, threshold)
+            w = wrap(v, threshold)
+            if w is not v:
+                v, changed = w, True
         out.append(v)
-    return out
+    return out if changed else values
 
 
 _cloud_pickler: type | None = None
