@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slither import errors
+from slither._functions import describe
 from slither._worker import buffers
 
 if TYPE_CHECKING:
@@ -180,15 +182,16 @@ def failure_of(c: Completion, what: str, pinned: bool = False) -> tuple[str, Bas
     return "aborted", errors.PoolClosed(f"{what} was never started: {c.data}"), None
 
 
-def single_result(c: Completion, fn_name: str, pinned: bool = False) -> Any:
-    """The value of a one-call batch's completion, or the exception it stands for, raised."""
+def single_result(c: Completion, fn: str | Callable[..., Any], pinned: bool = False) -> Any:
+    """The value of a one-call batch's completion, or the exception it stands for, raised. ``fn``: the function
+    or its name (described only for an error)."""
     if c.kind == "ok":
         try:
             return loads(c.data, getattr(c, "segment", None))
         except Exception as exc:
             raise errors.SerializationError(
-                f"the result of {fn_name} cannot be unpickled in the host: {safe_str(exc)}") from exc
-    _kind, exc, _tb = failure_of(c, f"the call of {fn_name}", pinned)
+                f"the result of {describe(fn)} cannot be unpickled in the host: {safe_str(exc)}") from exc
+    _kind, exc, _tb = failure_of(c, f"the call of {describe(fn)}", pinned)
     raise exc from exc.__cause__
 
 

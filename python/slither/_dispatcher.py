@@ -160,7 +160,7 @@ class Dispatcher:
             except BaseException:
                 self.core.cancel(run)
                 raise
-        return _decode.single_result(c, describe(fn), pinned=pin is not None)
+        return _decode.single_result(c, fn, pinned=pin is not None)
 
     def broadcast(self, fn: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[int, Reply]:
         """Calls ``fn(*args, **kwargs)`` exactly once on every live worker: ``{worker index: Reply}``."""
@@ -178,7 +178,7 @@ class Dispatcher:
             try:
                 while len(replies) < len(targets):
                     c = run.next(None)
-                    value = _decode.single_result(c, describe(fn), pinned=True)
+                    value = _decode.single_result(c, fn, pinned=True)
                     replies[c.tag] = Reply(worker=c.tag, pid=c.pid, value=value)
             except BaseException:
                 self.core.cancel(run)
