@@ -46,7 +46,8 @@ pub const RESULT_OK: u8 = 13;
 pub const RESULT_ERR: u8 = 14;
 /// Worker → host: a store request (`id` = request id); answered with STORE_REPLY.
 pub const STORE_REQ: u8 = 15;
-/// Worker → host: the worker begins running batch `id` (what a crash is charged to).
+/// Worker → host, answering a REVOKE that came too late: the worker had taken batch `id` and runs (or ran) it.
+/// (A batch's start itself is no frame: the worker writes it into its started word, see `pool::spawn`.)
 pub const STARTED: u8 = 16;
 /// Worker → host: batch `id` was given back unstarted after a REVOKE.
 pub const REVOKED: u8 = 17;

@@ -9,17 +9,21 @@
 //! ```
 //!
 //! Rules:
-//! - **Attribution**: a batch is charged with its worker's death only if the worker had told us it started
-//!   it (STARTED). Every batch it had not started goes back to the queue untouched (or, when pinned to a
-//!   session, fails as `SessionLost`: the state it needed died with the worker).
+//! - **Running, as far as the host knows**: a worker runs its batches in the order written, so the first one
+//!   it holds runs from when it was written to the idle worker or from when the batch ahead answered; the
+//!   worker sends no frame when it begins one (timeouts, steals and cancellation count from that moment).
+//! - **Attribution**: a batch is charged with its worker's death only if the worker's started word (shared
+//!   memory it writes each TASK frame's number into before running it, read after the death) says it had
+//!   begun it. Every other batch goes back to the queue untouched (or, when pinned to a session, fails as
+//!   `SessionLost`: the state it needed died with the worker).
 //! - **No head-of-line wait**: a worker holds up to `pipeline_depth` batches so it never waits for the host;
 //!   when another worker is idle with nothing queued and a held batch waits behind a run longer than
 //!   `steal_after`, the held batch is revoked and given to the idle worker.
 //! - **Crash loop**: only start-up failures a worker causes itself (init raised, exited or faulted before
 //!   ready) count toward `crash_loop_limit`; kills from outside are replaced with backoff and never break
 //!   the pool.
-//! - **Strict frames**: a frame that cannot be valid (a result for a batch not running, a second start, a
-//!   revoke answer nobody asked for, a handshake frame out of order) kills and replaces that worker with a
+//! - **Strict frames**: a frame that cannot be valid (a result out of order, a STARTED or REVOKED nobody
+//!   asked for, a handshake frame out of order) kills and replaces that worker with a
 //!   protocol error; nothing else waits on it.
 
 use std::collections::VecDeque;
