@@ -213,21 +213,27 @@ fn a_held_batch_behind_a_long_run_is_revoked_for_an_idle_worker() {
     assert_eq!(writes(&t.take()), vec![(1, TASK, held)]);
 }
 
-#[test]
-fn a_revoke_that_loses_the_race_leaves_the_batch_where_it_runs() {
-    let (rs2, _rx2) = run();
+/// Two workers, `steal_after` 0: worker 1 answers and idles, so the batch held behind worker 0's long run is
+/// asked back at once. Returns the table, the run (and its receiver), and the long and held batches.
+fn held_batch_asked_back() -> (T, Arc<RunShared>, crossbeam_channel::Receiver<Completion>, u64, u64) {
+    let (rs, rx) = run();
     let mut t = T::new(2, |c| c.steal_after = 0.0);
-    let long = t.submit(&rs2, job(0));
-    let one = t.submit(&rs2, job(1));
-    let held2 = t.submit(&rs2, job(2));
+    let long = t.submit(&rs, job(0));
+    let one = t.submit(&rs, job(1));
+    let held = t.submit(&rs, job(2));
     t.take();
     t.answer_ok(1, one);
-    // Worker 1 went idle behind nothing: the held batch is asked back at once (steal_after 0).
-    assert_eq!(writes(&t.take()), vec![(0, REVOKE, held2)]);
+    assert_eq!(writes(&t.take()), vec![(0, REVOKE, held)]);
+    (t, rs, rx, long, held)
+}
+
+#[test]
+fn a_revoke_that_loses_the_race_leaves_the_batch_where_it_runs() {
+    let (mut t, _rs, _rx, long, held) = held_batch_asked_back();
     // Too late: the worker had finished the long one and started the held one.
     t.answer_ok(0, long);
-    t.start(0, held2);
-    t.answer_ok(0, held2);
+    t.start(0, held);
+    t.answer_ok(0, held);
     let fx = t.take();
     assert!(kills(&fx).is_empty(), "losing a revoke race is not a protocol error");
     assert_eq!(delivered(&fx).len(), 2);
@@ -236,14 +242,7 @@ fn a_revoke_that_loses_the_race_leaves_the_batch_where_it_runs() {
 #[test]
 fn a_too_late_answer_may_come_after_the_result() {
     // The worker's reader thread says STARTED while its main thread sends the result: either may come first.
-    let (rs, _rx) = run();
-    let mut t = T::new(2, |c| c.steal_after = 0.0);
-    let long = t.submit(&rs, job(0));
-    let one = t.submit(&rs, job(1));
-    let held = t.submit(&rs, job(2));
-    t.take();
-    t.answer_ok(1, one);
-    assert_eq!(writes(&t.take()), vec![(0, REVOKE, held)]);
+    let (mut t, _rs, _rx, long, held) = held_batch_asked_back();
     t.answer_ok(0, long);
     t.answer_ok(0, held);
     t.start(0, held);
@@ -256,38 +255,30 @@ fn a_too_late_answer_may_come_after_the_result() {
 }
 
 #[test]
-fn a_cancelled_batch_whose_revoke_lost_the_race_is_killed_when_it_starts() {
-    let mut t = T::new(1, |_| {});
-    let (rs, _rx) = run();
-    let (other, _rx2) = run();
-    let first = t.submit(&other, job(0));
-    let held = t.submit(&rs, job(1));
-    t.take();
-    // The run is cancelled while its batch waits behind another run's: it is asked back...
-    rs.cancelled.store(true, std::sync::atomic::Ordering::Release);
-    t.s.cancel(&rs, &mut t.fx);
-    assert_eq!(writes(&t.take()), vec![(0, REVOKE, held)]);
-    t.answer_ok(0, first);
-    assert!(kills(&t.take()).is_empty(), "it waits for the worker's answer");
-    // ...but the worker had already started it: it must not run on for nobody.
-    t.start(0, held);
-    assert_eq!(kills(&t.take()).len(), 1);
-}
-
-#[test]
-fn a_cancelled_batch_is_killed_when_it_would_begin() {
-    let mut t = T::new(1, |_| {});
-    let (rs, _rx) = run();
-    let (other, _rx2) = run();
-    let first = t.submit(&other, job(0));
-    let held = t.submit(&rs, job(1));
-    t.take();
-    // Cancelled after its revoke was refused (it is not being revoked): when the batch ahead answers, it
-    // would begin; the worker is killed instead of running it for nobody.
-    rs.cancelled.store(true, std::sync::atomic::Ordering::Release);
-    t.answer_ok(0, first);
-    assert_eq!(kills(&t.take()).len(), 1);
-    let _ = held;
+fn a_cancelled_batch_never_runs_on_for_nobody() {
+    for revoked_first in [true, false] {
+        let mut t = T::new(1, |_| {});
+        let (rs, _rx) = run();
+        let (other, _rx2) = run();
+        let first = t.submit(&other, job(0));
+        let held = t.submit(&rs, job(1));
+        t.take();
+        rs.cancelled.store(true, std::sync::atomic::Ordering::Release);
+        if revoked_first {
+            // Cancelled while its batch waits behind another run's: it is asked back...
+            t.s.cancel(&rs, &mut t.fx);
+            assert_eq!(writes(&t.take()), vec![(0, REVOKE, held)]);
+            t.answer_ok(0, first);
+            assert!(kills(&t.take()).is_empty(), "it waits for the worker's answer");
+            // ...but the worker had already taken it: killed.
+            t.start(0, held);
+        } else {
+            // The run's flag is set, its cancel not applied yet, when the batch ahead answers: the held batch
+            // would begin now; killed instead.
+            t.answer_ok(0, first);
+        }
+        assert_eq!(kills(&t.take()).len(), 1, "revoked first: {revoked_first}");
+    }
 }
 
 #[test]
