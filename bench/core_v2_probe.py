@@ -257,6 +257,19 @@ def part_start(kind: str, quick: bool) -> dict:
 
 
 # -- PART replace -------------------------------------------------------------------------------------------
+def time_replacement(pool) -> float:
+    """Seconds from a SIGKILL of worker 0 of an idle slither pool (v1 or v2) until its replacement is ready."""
+    w = pool.workers_info()[0]
+    gen = _field(w, "generation")
+    t0 = time.perf_counter()
+    os.kill(_field(w, "pid"), signal.SIGKILL)
+    while True:
+        now = pool.workers_info()[0]
+        if _field(now, "generation") != gen and str(_field(now, "state")).lower().endswith("ready"):
+            return time.perf_counter() - t0
+        time.sleep(0.0002)
+
+
 def part_replace(kind: str, quick: bool) -> dict:
     kills = 5 if quick else 20
     times = []
@@ -266,16 +279,7 @@ def part_replace(kind: str, quick: bool) -> dict:
             for _ in range(kills):
                 engine.call(workloads.ident, 0)
                 time.sleep(0.05)
-                w = engine.p.workers_info()[0]
-                gen = _field(w, "generation")
-                t0 = time.perf_counter()
-                os.kill(_field(w, "pid"), signal.SIGKILL)
-                while True:
-                    now = engine.p.workers_info()[0]
-                    if _field(now, "generation") != gen and str(_field(now, "state")).lower().endswith("ready"):
-                        break
-                    time.sleep(0.0002)
-                times.append(time.perf_counter() - t0)
+                times.append(time_replacement(engine.p))
             engine.call(workloads.ident, 0)  # and it still runs work
         finally:
             engine.close()

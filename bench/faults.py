@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import statistics
 import time
 
 import slither
+from core_v2_probe import time_replacement
 from slither.chaos import Chaos, killing_workers
 
 
@@ -16,15 +15,7 @@ def replacement_times(kills: int) -> list[float]:
     out = []
     with slither.Pool(2) as pool:
         for _ in range(kills):
-            w = pool.workers_info()[0]
-            t0 = time.perf_counter()
-            os.kill(w.pid, signal.SIGKILL)
-            while True:
-                now = pool.workers_info()[0]
-                if now.generation != w.generation and now.state == "ready":
-                    break
-                time.sleep(0.0005)
-            out.append((time.perf_counter() - t0) * 1000)
+            out.append(time_replacement(pool) * 1000)
     return out
 
 

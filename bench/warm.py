@@ -76,6 +76,8 @@ def _memory(workers: list[int], forker: int | None) -> dict:
 
 
 def probe_slither(engine: str, part: str, kills: int) -> dict:
+    from core_v2_probe import time_replacement  # bench/ is on sys.path here
+
     if part == "memory":
         import psutil
 
@@ -95,15 +97,7 @@ def probe_slither(engine: str, part: str, kills: int) -> dict:
         for _ in range(kills):
             pool.call(abs, 0)
             time.sleep(0.05)
-            w = pool.workers_info()[0]
-            t0 = time.perf_counter()
-            os.kill(w.pid, signal.SIGKILL)
-            while True:
-                now = pool.workers_info()[0]
-                if now.generation != w.generation and now.state == "ready":
-                    break
-                time.sleep(0.0002)
-            times.append(time.perf_counter() - t0)
+            times.append(time_replacement(pool))
         assert pool.call(abs, -3) == 3
     return {"ms": [t * 1000 for t in times]}
 

@@ -128,3 +128,40 @@ def eventually(check, seconds=10.0):
             return False
         time.sleep(0.05)
     return True
+
+
+def gone(pid):
+    """Host side: whether process ``pid`` has exited (a zombie runs nothing: it counts as gone)."""
+    import psutil  # here, not at the top: workers import this module for its task functions
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_gone(pids, seconds):
+    """Host side: the pids of ``pids`` still alive after waiting up to ``seconds`` for all to exit."""
+    deadline = time.monotonic() + seconds
+    alive = [p for p in pids if not gone(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [p for p in pids if not gone(p)]
+    return alive
+
+
+def survivors_of_host_kill(script, count, seconds=1.0):
+    """Host side: runs ``script`` in a fresh interpreter (it prints ``count`` pids on one line, then waits),
+    SIGKILLs that interpreter once they all run, and returns those still alive ``seconds`` later."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    with proc:
+        line = proc.stdout.readline()
+        pids = [int(p) for p in line.split()]
+        assert len(pids) == count, line
+        assert not any(gone(p) for p in pids)
+        proc.kill()
+        proc.wait()
+        return wait_gone(pids, seconds)

@@ -16,15 +16,9 @@ import time
 import psutil
 import pytest
 import slither
+from _helpers import survivors_of_host_kill, wait_gone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _wait_reaped(pid: int, seconds: float = 10) -> None:
@@ -32,15 +26,6 @@ def _wait_reaped(pid: int, seconds: float = 10) -> None:
     deadline = time.monotonic() + seconds
     while psutil.pid_exists(pid) and time.monotonic() < deadline:
         time.sleep(0.001)
-
-
-def _wait_gone(pids, seconds: float) -> list[int]:
-    deadline = time.monotonic() + seconds
-    alive = [p for p in pids if not _gone(p)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.02)
-        alive = [p for p in pids if not _gone(p)]
-    return alive
 
 
 @pytest.mark.timeout(60)
@@ -53,7 +38,7 @@ def test_a_crash_is_seen_at_exit_even_when_a_helper_holds_the_channel(tmp_path, 
             pool.call("_core_helpers:helper_then_segfault", how, pid_file)
         assert time.monotonic() - t0 < 10, "the crash was not seen when the worker exited"
         helper = int(open(pid_file).read())
-        assert _wait_gone([helper], 1.0) == [], "the helper outlived its worker's process group"
+        assert wait_gone([helper], 1.0) == [], "the helper outlived its worker's process group"
         assert pool.wait_ready(timeout=30)
         assert all(w.state == "ready" for w in pool.stats().workers)
         assert pool.map("_core_helpers:echo", range(4)) == [0, 1, 2, 3]
@@ -73,15 +58,7 @@ def test_host_sigkill_leaves_no_descendant_of_a_worker():
         print(" ".join(str(p) for p in (sleeper, s0.pid, s1.pid)), flush=True)
         time.sleep(60)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    with proc:
-        line = proc.stdout.readline()
-        pids = [int(p) for p in line.split()]
-        assert len(pids) == 3, line
-        assert not any(_gone(p) for p in pids)
-        proc.kill()
-        proc.wait()
-        assert _wait_gone(pids, 1.0) == [], "a worker or its child outlived the host"
+    assert survivors_of_host_kill(script, 3) == [], "a worker or its child outlived the host"
 
 
 @pytest.mark.timeout(60)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -15,6 +14,7 @@ import time
 import psutil
 import pytest
 import slither
+from _helpers import gone, survivors_of_host_kill
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRELOAD = ["_warm_preload"]
@@ -36,13 +36,6 @@ def _template() -> int:
     pids = _template_pids()
     assert len(pids) == 1, pids
     return pids[0]
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _wait(cond, seconds: float = 10.0):
@@ -94,7 +87,7 @@ def test_preload_is_imported_once_and_each_worker_is_its_own_process(tmp_path):
         # The template never runs init or tasks, and the host never imported the preload.
         assert "_warm_preload" not in sys.modules
     assert log.read_text().split() == [str(template)]
-    assert _gone(template), "the template outlived its pool"
+    assert gone(template), "the template outlived its pool"
 
 
 @pytest.mark.timeout(60)
@@ -127,7 +120,7 @@ def test_a_forked_workers_crash_is_seen_at_exit_even_when_its_helper_holds_the_c
             pool.call("_core_helpers:helper_then_segfault", how, pid_file)
         assert time.monotonic() - t0 < 10, "the crash was not seen when the worker exited"
         helper = int(open(pid_file).read())
-        assert _wait(lambda: _gone(helper), 1.0), "the helper outlived its forked worker's process group"
+        assert _wait(lambda: gone(helper), 1.0), "the helper outlived its forked worker's process group"
         assert pool.wait_ready(timeout=30)
         assert all(w.state == "ready" for w in pool.stats().workers)
         assert pool.map("_core_helpers:echo", range(4)) == [0, 1, 2, 3]
@@ -218,7 +211,7 @@ def test_a_killed_template_is_restarted_and_running_workers_keep_running():
         old = _template()
         before = {w["pid"] for w in _each_worker(pool)}
         os.kill(old, signal.SIGKILL)
-        assert _wait(lambda: _gone(old), 5)
+        assert _wait(lambda: gone(old), 5)
         # The running workers were not taken with it.
         assert {w["pid"] for w in _each_worker(pool)} == before
         assert pool.map(abs, [-1, -2, -3, -4]) == [1, 2, 3, 4]
@@ -302,20 +295,7 @@ def test_host_sigkill_leaves_no_descendant_of_a_forked_worker():
         print(" ".join(str(p) for p in (sleeper, s0.pid, s1.pid, template)), flush=True)
         time.sleep(60)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    with proc:
-        line = proc.stdout.readline()
-        pids = [int(p) for p in line.split()]
-        assert len(pids) == 4, line
-        assert not any(_gone(p) for p in pids)
-        proc.kill()
-        proc.wait()
-        deadline = time.monotonic() + 1.0
-        alive = [p for p in pids if not _gone(p)]
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.02)
-            alive = [p for p in pids if not _gone(p)]
-        assert alive == [], "a forked worker, its child or the template outlived the host"
+    assert survivors_of_host_kill(script, 4) == [], "a forked worker, its child or the template outlived the host"
 
 
 def _numpy():
