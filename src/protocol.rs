@@ -52,6 +52,10 @@ pub const STARTED: u8 = 16;
 /// Worker → host: batch `id` was given back unstarted after a REVOKE.
 pub const REVOKED: u8 = 17;
 
+/// The worker's started word (8 bytes of shared memory, see `pool::spawn`) as a Python `struct` format: the
+/// number of the last TASK frame it began, a little-endian u64.
+pub const STARTED_WORD_FORMAT: &str = "<Q";
+
 /// Host → worker kinds sent on the control channel; every other frame goes on the channel.
 pub const ON_CONTROL: &[u8] = &[REVOKE, STORE_REPLY];
 

@@ -62,6 +62,7 @@ def test_frame_format_is_defined_once():
     for name, number in proto["kinds"].items():
         assert getattr(framing, name) == number, name
     assert list(framing.ON_CONTROL) == proto["control_kinds"]
+    assert framing.STARTED_WORD_FORMAT == proto["started_word_format"]
 
 
 def test_a_worker_starts_without_the_extension_or_slow_imports():

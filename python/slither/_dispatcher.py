@@ -141,7 +141,7 @@ class Dispatcher:
         """One call pickled; SerializationError names the argument that will not pickle."""
         ref = function_ref(fn)
         self.check_transferable(ref, fn)
-        return _payload.call_payload(ref, lambda: describe(fn), args, kwargs, _payload.ref_mentions(ref))
+        return _payload.call_payload(ref, fn, args, kwargs, _payload.ref_mentions(ref))
 
     def call(self, fn: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
              pin: tuple[int, int] | None = None, timeout: float | None = None) -> Any:

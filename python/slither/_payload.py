@@ -19,6 +19,7 @@ from typing import Any
 
 from slither import errors
 from slither._decode import safe_str
+from slither._functions import describe
 from slither._worker import buffers
 from slither._worker.buffers import Encoded
 
@@ -69,15 +70,15 @@ def _large_bytes_apart(task: tuple[Any, ...]) -> tuple[Any, ...]:
     return (ref, mode, wrapped)
 
 
-def call_payload(ref: tuple[str, Any], fn_name: Callable[[], str], args: tuple[Any, ...], kwargs: dict[str, Any],
+def call_payload(ref: tuple[str, Any], fn: str | Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                  ref_hits: int = 0) -> Encoded:
-    """A single call's payload; raises SerializationError naming the argument that will not pickle (and the
-    function, by ``fn_name()``: computed only then)."""
+    """A single call's payload; raises SerializationError naming the argument that will not pickle (and ``fn``,
+    described only then)."""
     try:
         return dumps((ref, "call", [(args, kwargs)]), ref_hits)
     except Exception as exc:
         raise errors.SerializationError(
-            f"{_culprit(args, kwargs)} of {fn_name()} cannot be pickled: {type(exc).__name__}: {safe_str(exc)}"
+            f"{_culprit(args, kwargs)} of {describe(fn)} cannot be pickled: {type(exc).__name__}: {safe_str(exc)}"
         ) from exc
 
 

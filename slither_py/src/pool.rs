@@ -401,6 +401,7 @@ fn protocol<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
     let control: Vec<u32> = slither_core::protocol::ON_CONTROL.iter().map(|&k| k.into()).collect();
     d.set_item("control_kinds", control)?;
     d.set_item("segment_flag", slither_core::protocol::WITH_SEGMENT)?;
+    d.set_item("started_word_format", slither_core::protocol::STARTED_WORD_FORMAT)?;
     d.set_item("max_frame_bytes", slither_core::protocol::DEFAULT_MAX_FRAME)?;
     Ok(d)
 }

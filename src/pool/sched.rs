@@ -606,7 +606,6 @@ impl Sched {
             slot.late.push(id);
         }
         let duration = s.started.map(|t| (now - t).as_secs_f64()).unwrap_or(0.0);
-        Self::begin_head(slot, now, fx);
         slot.batches += 1;
         slot.batches_this_process += 1;
         slot.items += s.q.job.items as u64;
@@ -621,6 +620,8 @@ impl Sched {
             ok,
             duration_s: duration,
         }));
+        // The batch behind it runs now (its start is reported after this one's end).
+        Self::begin_head(slot, now, fx);
         if let Some(max) = self.cfg.max_tasks_per_worker {
             if slot.phase == Phase::Ready && slot.batches_this_process >= max && slot.sessions == 0 {
                 slot.phase = Phase::Draining;

@@ -1,7 +1,7 @@
 //! Starting one worker process, and the OS calls that end it.
 //!
-//! A worker gets two private socketpair ends, its channel as fd 3 and its control channel as fd 4 (see
-//! `protocol`), its own process group (so whatever it forks can be
+//! A worker gets its private descriptors from fd 3 on (its channel, its control channel, see `protocol`, and
+//! its started word: `WORKER_FD_VARS`), its own process group (so whatever it forks can be
 //! killed with it), and the parent-death signal (bound to the spawning thread: the pool's supervisor thread,
 //! which lives as long as the pool). Its stdout and stderr are pipes the supervisor forwards. Its exit is
 //! watched through a pidfd, so death is seen when the process exits, not when its channel reaches end of
@@ -15,14 +15,15 @@ use std::process::{ChildStderr, ChildStdout, Command, Stdio};
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
 
-/// The fd number the worker finds its channel on.
-pub const CHANNEL_FD: i32 = 3;
-/// The fd number the worker finds its control channel on (REVOKE and STORE_REPLY, read by its reader thread).
-pub const CONTROL_FD: i32 = 4;
-/// The fd number the worker finds its started word on: 8 bytes of shared memory where it writes the number
-/// of each TASK frame before running it, read by the host when the worker has died (what a crash is charged
-/// to) — a store, not a frame, so a batch's start costs the worker no write and the host no wake-up.
-pub const STARTED_FD: i32 = 5;
+/// The first fd number a child of the pool finds its own descriptors on (3, 4, ... in order).
+pub const FIRST_FD: i32 = 3;
+
+/// A worker's descriptors, in the order they are placed at `FIRST_FD`, ..., and the environment variable that
+/// tells the worker each one's number: its channel; its control channel (REVOKE and STORE_REPLY, read by its
+/// reader thread); its started word, 8 bytes of shared memory where it writes the number of each TASK frame
+/// before running it, read by the host when the worker has died (what a crash is charged to): a store, not a
+/// frame, so a batch's start costs the worker no write and the host no wake-up.
+pub const WORKER_FD_VARS: [&str; 3] = ["SLITHER_FD", "SLITHER_CONTROL_FD", "SLITHER_STARTED_FD"];
 
 pub(crate) struct Spawned {
     pub pid: u32,
@@ -38,10 +39,55 @@ pub(crate) struct Spawned {
     pub stderr: Option<ChildStderr>,
 }
 
+/// The host's ends of a new worker's private descriptors (see `WORKER_FD_VARS`).
+pub(crate) struct HostFds {
+    channel: UnixStream,
+    control: UnixStream,
+    started_word: OwnedFd,
+}
+
+impl HostFds {
+    /// A new worker's descriptors: the host's ends, and the worker's ends in `WORKER_FD_VARS` order (the
+    /// caller hands those to the new process and drops its own copies).
+    pub fn new() -> std::io::Result<(HostFds, [OwnedFd; 3])> {
+        let (channel, worker_channel) = UnixStream::pair()?;
+        let (control, worker_control) = UnixStream::pair()?;
+        let started_word = started_word()?;
+        let worker_word = started_word.try_clone()?;
+        channel.set_nonblocking(true)?;
+        control.set_nonblocking(true)?;
+        let host = HostFds {
+            channel,
+            control,
+            started_word,
+        };
+        Ok((host, [worker_channel.into(), worker_control.into(), worker_word]))
+    }
+
+    /// `(variable, fd number)` for the worker's environment.
+    pub fn env() -> impl Iterator<Item = (&'static str, String)> {
+        WORKER_FD_VARS
+            .iter()
+            .zip(FIRST_FD..)
+            .map(|(var, fd)| (*var, fd.to_string()))
+    }
+
+    /// Process `pid` holds the worker's ends now.
+    pub fn spawned(self, pid: u32, stdout: Option<ChildStdout>, stderr: Option<ChildStderr>) -> Spawned {
+        Spawned {
+            pid,
+            channel: self.channel,
+            control: self.control,
+            started_word: self.started_word,
+            pidfd: pidfd_open(pid),
+            stdout,
+            stderr,
+        }
+    }
+}
+
 pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> Result<Spawned> {
-    let (host_end, worker_end) = UnixStream::pair()?;
-    let (control_host, control_worker) = UnixStream::pair()?;
-    let started_word = started_word()?;
+    let (host, worker) = HostFds::new()?;
     let output = || {
         if cfg.forward_output {
             Stdio::piped()
@@ -52,9 +98,7 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
     let mut cmd = Command::new(&cfg.python);
     cmd.args(&cfg.args)
         .envs(&cfg.env)
-        .env("SLITHER_FD", CHANNEL_FD.to_string())
-        .env("SLITHER_CONTROL_FD", CONTROL_FD.to_string())
-        .env("SLITHER_STARTED_FD", STARTED_FD.to_string())
+        .envs(HostFds::env())
         .env("SLITHER_WORKER_INDEX", index.to_string())
         .env("SLITHER_WORKER_GENERATION", generation.to_string())
         .env("SLITHER_PARENT_PID", std::process::id().to_string())
@@ -65,36 +109,17 @@ pub(crate) fn spawn_worker(cfg: &PoolConfig, index: usize, generation: u64) -> R
     if let Some(dir) = &cfg.cwd {
         cmd.current_dir(dir);
     }
-    own_group_with_fds(
-        &mut cmd,
-        [
-            worker_end.as_raw_fd(),
-            control_worker.as_raw_fd(),
-            started_word.as_raw_fd(),
-        ],
-    );
+    own_group_with_fds(&mut cmd, worker.each_ref().map(|fd| fd.as_raw_fd()));
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::PoolBroken(format!("could not start worker interpreter {:?}: {e}", cfg.python)))?;
-    drop(worker_end);
-    drop(control_worker);
-    host_end.set_nonblocking(true)?;
-    control_host.set_nonblocking(true)?;
-    let pid = child.id();
-    Ok(Spawned {
-        pid,
-        channel: host_end,
-        control: control_host,
-        started_word,
-        pidfd: pidfd_open(pid),
-        stdout: child.stdout.take(),
-        stderr: child.stderr.take(),
-    })
+    drop(worker);
+    Ok(host.spawned(child.id(), child.stdout.take(), child.stderr.take()))
     // `child` is dropped without waiting: the supervisor reaps the pid itself after seeing the exit.
 }
 
 /// Sets up `cmd`'s child as every process the pool starts: its own process group, the parent-death signal
-/// (bound to the calling thread; a child whose parent already died exits), and `fds` at 3, 4, ... in order.
+/// (bound to the calling thread; a child whose parent already died exits), and `fds` at `FIRST_FD`, ... in order.
 pub(crate) fn own_group_with_fds<const N: usize>(cmd: &mut Command, fds: [RawFd; N]) {
     let parent = std::process::id();
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -115,13 +140,13 @@ pub(crate) fn own_group_with_fds<const N: usize>(cmd: &mut Command, fds: [RawFd;
             // that happens to sit at its target number; dup2 then clears close-on-exec on the placed ones.
             let mut high = [0 as RawFd; N];
             for (h, fd) in high.iter_mut().zip(fds) {
-                *h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, CHANNEL_FD + N as RawFd);
+                *h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, FIRST_FD + N as RawFd);
                 if *h < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
             for (k, h) in high.into_iter().enumerate() {
-                if libc::dup2(h, CHANNEL_FD + k as RawFd) < 0 {
+                if libc::dup2(h, FIRST_FD + k as RawFd) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -146,7 +171,8 @@ pub(crate) fn started_word() -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// The number of the last TASK frame the worker began, from its started word (None if it cannot be read).
+/// The number of the last TASK frame the worker began, from its started word (None if it cannot be read);
+/// its layout is `protocol::STARTED_WORD_FORMAT`.
 pub(crate) fn read_started_word(fd: &OwnedFd) -> Option<u64> {
     let mut buf = [0u8; 8];
     // SAFETY: pread into a live 8-byte buffer.

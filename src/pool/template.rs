@@ -2,7 +2,7 @@
 //! forks workers on request, so a replacement costs a fork instead of an interpreter start plus imports.
 //!
 //! ```text
-//!   supervisor ── fork {env} + fds (channel, control, started word, stdout, stderr) ──▶ template ── fork() ──▶ worker (fds 3-5, own group)
+//!   supervisor ── fork {env, places} + fds (channel, control, started word, stdout, stderr) ──▶ template ── fork() ──▶ worker (own group)
 //!              ◀──────────────────── {"pid": N} ────────────────────
 //!   worker's pidfd readable ─▶ status {pid} ─▶ {"code"|"signal"} ─▶ Sched::exited ─▶ reap {pid}
 //! ```
@@ -19,7 +19,6 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,9 +27,7 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::spawn::{
-    own_group_with_fds, pidfd_open, signal_name, started_word, Spawned, CHANNEL_FD, CONTROL_FD, STARTED_FD,
-};
+use super::spawn::{own_group_with_fds, pidfd_open, signal_name, HostFds, Spawned, FIRST_FD};
 use super::Shared;
 use crate::config::PoolConfig;
 
@@ -194,31 +191,25 @@ impl Template {
     /// Forks worker `index` (process `generation`). The worker's channel, control channel, stdout and stderr are
     /// created here and their worker ends passed over the template's socket.
     pub fn fork(&mut self, cfg: &PoolConfig, index: usize, generation: u64) -> Result<Spawned, ForkFailed> {
-        let (host_end, worker_end) = UnixStream::pair()?;
-        let (control_host, control_worker) = UnixStream::pair()?;
-        let word = started_word()?;
-        let mut fds: Vec<OwnedFd> = vec![
-            OwnedFd::from(worker_end),
-            OwnedFd::from(control_worker),
-            word.try_clone()?,
-        ];
+        let (host, worker) = HostFds::new()?;
+        let mut fds: Vec<OwnedFd> = worker.into();
+        // Where the child places each descriptor passed (the worker's own, then stdout and stderr if forwarded).
+        let mut places: Vec<i32> = (FIRST_FD..).take(fds.len()).collect();
         let mut readers = Vec::new();
         if cfg.forward_output {
-            for _ in 0..2 {
+            for out in [1, 2] {
                 let (r, w) = pipe()?;
                 readers.push(r);
                 fds.push(w);
+                places.push(out);
             }
         }
-        let mut env: BTreeMap<&str, String> = BTreeMap::new();
-        env.insert("SLITHER_FD", CHANNEL_FD.to_string());
-        env.insert("SLITHER_CONTROL_FD", CONTROL_FD.to_string());
-        env.insert("SLITHER_STARTED_FD", STARTED_FD.to_string());
+        let mut env: BTreeMap<&str, String> = HostFds::env().collect();
         env.insert("SLITHER_WORKER_INDEX", index.to_string());
         env.insert("SLITHER_WORKER_GENERATION", generation.to_string());
         // Its parent is the template, not the host: the start-up parent check does not apply.
         env.insert("SLITHER_PARENT_PID", "0".into());
-        let req = serde_json::json!({"op": "fork", "env": env});
+        let req = serde_json::json!({"op": "fork", "env": env, "places": places});
         self.send(req.to_string().as_bytes(), &fds)?;
         drop(fds);
         let reply = self.reply()?;
@@ -227,18 +218,9 @@ impl Template {
             (_, Some(why)) => return Err(ForkFailed::Refused(why)),
             _ => return Err(io_err("the template sent a malformed fork reply").into()),
         };
-        host_end.set_nonblocking(true)?;
-        control_host.set_nonblocking(true)?;
         let mut readers = readers.into_iter();
-        Ok(Spawned {
-            pid,
-            channel: host_end,
-            control: control_host,
-            started_word: word,
-            pidfd: pidfd_open(pid),
-            stdout: readers.next().map(ChildStdout::from),
-            stderr: readers.next().map(ChildStderr::from),
-        })
+        let (stdout, stderr) = (readers.next(), readers.next());
+        Ok(host.spawned(pid, stdout.map(ChildStdout::from), stderr.map(ChildStderr::from)))
     }
 
     /// How forked worker `pid` ended (it has exited and is not reaped yet): `(exit code, signal name)`.

@@ -122,21 +122,23 @@ _NEVER = 1 << 62  # a threshold no buffer reaches: everything in band
 def _reply(results: list[Any], errors: dict[int, dict[str, Any]], max_result_bytes: int,
            threshold: int = _NEVER) -> tuple[bool, Encoded]:
     """Results (and per-item errors) pickled; a result that will not pickle fails only its own item."""
-    payload = _dumps((results, errors) if errors else results, threshold)
+
+    def pack(values: list[Any]) -> Encoded | None:
+        return _dumps((values, errors) if errors else values, threshold)
+
+    payload = pack(results)
     if payload is not None and len(payload.data) >= threshold:
         # Only a pickle this large can hold a bytes result over the threshold in band (see _payload.dumps).
         wrapped = _buffers.wrap_all(results, threshold)
         if wrapped is not results:
-            results = wrapped
             payload.release()
-            payload = _dumps((results, errors) if errors else results, threshold)
+            payload = pack(wrapped)
     if payload is None:
         for i, value in enumerate(results):
             if i not in errors and _dumps(value) is None:
                 errors[i] = _unpicklable(value)
                 results[i] = None
-        results = _buffers.wrap_all(results, threshold)
-        payload = _dumps((results, errors) if errors else results, threshold)
+        payload = pack(_buffers.wrap_all(results, threshold))
         if payload is None:
             return _error("serialization", TypeError("the results cannot be pickled"))
     return _sized(payload, max_result_bytes)

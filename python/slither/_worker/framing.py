@@ -47,6 +47,10 @@ KINDS = {
 # host -> worker kinds that travel on the control channel (read by the worker's reader thread)
 ON_CONTROL = (REVOKE, STORE_REPLY)
 
+# The started word (fd 5): the number of the last TASK frame the main thread began, read by the host after a death.
+STARTED_WORD_FORMAT = "<Q"
+STARTED_WORD = struct.Struct(STARTED_WORD_FORMAT)
+
 SEGMENT = 0x80
 
 _SMALL = 65536

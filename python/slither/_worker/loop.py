@@ -27,7 +27,6 @@ import faulthandler
 import mmap
 import os
 import queue
-import struct
 import sys
 import sysconfig
 import threading
@@ -43,15 +42,14 @@ if TYPE_CHECKING:
 
 EXIT_INIT_FAILED = 3
 EXIT_PROTOCOL = 4
-_WORD = struct.Struct("<Q")
 
 
 class Worker:
-    def __init__(self, chan: framing.Channel, control: framing.Channel, started_word: int | None = None) -> None:
+    def __init__(self, chan: framing.Channel, control: framing.Channel, started_word: int) -> None:
         self.chan = chan
         self.control = control
         # The host reads it only after this process died; no lock: one writer, and a death orders everything.
-        self.started = None if started_word is None else mmap.mmap(started_word, 8)
+        self.started = mmap.mmap(started_word, framing.STARTED_WORD.size)
         self.lock = threading.Lock()
         # TASK frames the main thread has taken from the channel (run or skipped), and the numbers of frames
         # given back before it took them.
@@ -154,8 +152,7 @@ class Worker:
                 if segment is not None:
                     segment.close()
                 continue
-            if started is not None:
-                _WORD.pack_into(started, 0, number)
+            framing.STARTED_WORD.pack_into(started, 0, number)
             ok, payload = execute(body, self.max_result_bytes, fd=None if segment is None else segment.fd, shared=True)
             del body
             if segment is not None:

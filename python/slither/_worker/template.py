@@ -3,14 +3,15 @@
 It imports the ``preload`` modules once, says READY (or why an import failed) on its control socket (fd 3,
 a SOCK_SEQPACKET pair whose other end only the pool's supervisor holds), then serves three requests::
 
-    fork  {env} + fds (channel, control, started word, stdout, stderr) ─▶ fork; the child is a worker ─▶ {"pid": N}
+    fork  {env, places} + fds ─▶ fork; the child places fd k at places[k] and becomes a worker ─▶ {"pid": N}
     status {pid}  (after the host saw it exit)   ─▶ waitid(WNOWAIT): {"code": c} or {"signal": s}
     reap   {pid}  (after the host is done with it) ─▶ waitpid; no reply
 
 A forked child stays a zombie until the host asks for it to be reaped, so its pid and process group id
 cannot be reused while the host may still signal them (the same rule the host keeps for workers it started
-itself). The child runs exactly the worker of ``python -m slither._worker``: own process group, channel on
-fd 3, control channel on fd 4, started word on fd 5, its own ``init``. Standard library only; it starts no thread of its own (an imported module may).
+itself). The child runs exactly the worker of ``python -m slither._worker``: own process group, its
+descriptors where the host says (the worker's channel, control channel and started word, and stdout and
+stderr when they are forwarded; ``/dev/null`` otherwise), its own ``init``. Standard library only; it starts no thread of its own (an imported module may).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import traceback
 import warnings
 
 CONTROL_FD = 3  # the template's own socket to the host
-WORKER_FDS = (3, 4, 5, 1, 2)  # where a forked worker's channel, control channel, started word, stdout, stderr go
 _MAX_REQUEST = 1 << 20
 
 
@@ -53,7 +53,7 @@ def main(modules: list[str]) -> None:
         req = json.loads(msg)
         op = req["op"]
         if op == "fork":
-            ctl.send(json.dumps(_fork(ctl, fds, req["env"])).encode())
+            ctl.send(json.dumps(_fork(ctl, fds, req["places"], req["env"])).encode())
         elif op == "status":
             ctl.send(json.dumps(_status(req["pid"])).encode())
         elif op == "reap":
@@ -62,7 +62,7 @@ def main(modules: list[str]) -> None:
             _close(fd)
 
 
-def _fork(ctl: socket.socket, fds: list[int], env: dict[str, str]) -> dict[str, object]:
+def _fork(ctl: socket.socket, fds: list[int], places: list[int], env: dict[str, str]) -> dict[str, object]:
     try:
         # Forking after imports that started native threads (BLAS pools) is what multiprocessing's forkserver
         # does too; those libraries reset themselves in the child (pthread_atfork).
@@ -74,7 +74,7 @@ def _fork(ctl: socket.socket, fds: list[int], env: dict[str, str]) -> dict[str, 
     if pid == 0:
         code = 70
         try:
-            _become_worker(ctl, fds, env)
+            _become_worker(ctl, fds, places, env)
             code = 0
         except BaseException:  # a child must never return into the template's loop
             traceback.print_exc()
@@ -88,19 +88,20 @@ def _fork(ctl: socket.socket, fds: list[int], env: dict[str, str]) -> dict[str, 
     return {"pid": pid}
 
 
-def _become_worker(ctl: socket.socket, fds: list[int], env: dict[str, str]) -> None:
+def _become_worker(ctl: socket.socket, fds: list[int], places: list[int], env: dict[str, str]) -> None:
     os.setpgid(0, 0)
-    ctl.detach()  # its fd 3 becomes the worker's channel below; the socket object must not close it later
-    channel, control, word, *output = fds
-    if not output:
-        null = os.open(os.devnull, os.O_WRONLY)
-        output = [null, null]
-    # Copies above every target first, so that placing one never overwrites another sitting at its target.
-    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (channel, control, word, *output)]
-    for fd in set(fds) | set(output):
+    ctl.detach()  # its fd 3 is placed over below; the socket object must not close it later
+    fds, places = list(fds), list(places)
+    for out in (1, 2):
+        if out not in places:
+            fds.append(os.open(os.devnull, os.O_WRONLY))
+            places.append(out)
+    # Copies above every place first, so that placing one never overwrites another sitting at its place.
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, max(places) + 1) for fd in fds]
+    for fd in fds:
         _close(fd)
-    for fd, target in zip(high, WORKER_FDS):
-        os.dup2(fd, target)
+    for fd, place in zip(high, places):
+        os.dup2(fd, place)
     for fd in high:
         _close(fd)
     os.environ.update(env)
