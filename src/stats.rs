@@ -39,8 +39,9 @@ pub struct PoolStats {
 
 /// Payloads by the path they took, since the pool started. "sent" is host → worker (items, call
 /// arguments), "received" is worker → host (results). A payload whose large buffers travelled in a
-/// shared-memory segment counts under `shared` (with the segment's bytes; its small in-band pickle is not
-/// counted); every other payload under `inband` (with its frame's bytes).
+/// shared-memory segment counts under `shared` (with the segment's bytes, which for a reused segment can exceed
+/// its buffers' by at most their size plus 1 MiB; its small in-band pickle is not counted); every other payload under `inband`
+/// (with its frame's bytes).
 #[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
 pub struct TransferStats {
     pub sent_inband: u64,

@@ -72,3 +72,23 @@ def slow_then_echo(pair: tuple[int, Any]) -> Any:
         time.sleep(1.5)
     return a
 
+
+
+_kept: list[Any] = []
+
+
+def keep(a: Any) -> None:
+    """Holds its input (mapped from the host's segment) past the task."""
+    _kept.append(a)
+
+
+def kept_fills() -> list[tuple[float, bool]]:
+    """Each kept input's first value, and whether all of it still has that value."""
+    return [(float(a[0]), bool((a == a[0]).all())) for a in _kept]
+
+
+def segments_held() -> tuple[int, int]:
+    """The worker's cached segments: (count, bytes)."""
+    from slither._worker import segments
+
+    return segments.held()

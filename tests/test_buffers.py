@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 import sysconfig
 
 import psutil
 import pytest
 import slither
 from slither import _slither
-from slither._worker import buffers, framing
+from slither._worker import buffers, framing, segments
 
 try:
     import numpy as np
@@ -23,6 +25,13 @@ needs_numpy = pytest.mark.skipif(np is None, reason="numpy is not installed for 
 BIG = buffers.THRESHOLD * 4  # bytes: well above the threshold
 SMALL = buffers.THRESHOLD // 4
 H = "_buffers_helpers"
+
+
+def _unreleased() -> int:
+    """Payload segments of this process that something still reads: the cache gives back every segment no
+    lease holds (``segments.trim``), so what stays open is held by a reader (or leaked)."""
+    segments.trim()
+    return _memfds()
 
 
 def _memfds() -> int:
@@ -151,6 +160,76 @@ def test_pandas_frames_round_trip_when_installed(pool):
     pd.testing.assert_frame_equal(back, df)
 
 
+@needs_numpy
+@pytest.mark.timeout(120)
+def test_results_the_host_keeps_are_never_written_again_and_dropped_ones_are_reused():
+    # The worker writes each result into a cached segment; one the host still maps is leased and never
+    # written again, one the host let go is (a stream of results stops making new segments).
+    n = BIG // 8
+    with slither.Pool(1) as pool:
+        kept = [pool.call(f"{H}:make_array", n, float(i)) for i in range(12)]
+        for _ in range(12):
+            pool.call(f"{H}:make_array", n, -1.0)
+        assert [(float(a[0]), bool((a == a[0]).all())) for a in kept] == [(float(i), True) for i in range(12)]
+        held, _ = pool.call(f"{H}:segments_held")
+        assert held >= 12  # one per kept result, at least
+        del kept
+        for _ in range(30):
+            pool.call(f"{H}:make_array", n, -2.0)
+        assert pool.call(f"{H}:segments_held")[0] == held  # the let-go ones were written again
+
+
+@needs_numpy
+@pytest.mark.timeout(120)
+def test_inputs_a_worker_keeps_are_never_written_again_and_let_go_ones_are_reused():
+    n = BIG // 8
+    with slither.Pool(1) as pool:
+        for i in range(10):
+            pool.call(f"{H}:keep", np.full(n, float(i)))
+        for _ in range(10):
+            pool.call(f"{H}:echo", np.full(n, -1.0))
+        assert pool.call(f"{H}:kept_fills") == [(float(i), True) for i in range(10)]
+        held = segments.held()[0]
+        for _ in range(30):
+            pool.call(f"{H}:echo", np.full(n, -2.0))
+        assert segments.held()[0] == held >= 1
+
+
+@pytest.mark.timeout(60)
+def test_a_payload_over_the_cache_gets_a_segment_of_its_own(monkeypatch):
+    segments.trim()
+    before = segments.held()
+    monkeypatch.setattr(segments, "SEGMENT_CACHE", before[1] + 3 * BIG // 2)
+    out = buffers.dumps(pickle.PickleBuffer(bytearray(2 * BIG)))  # over what is left: its own memfd, not kept
+    assert out.fd is not None and segments.held() == before
+    assert bytes(buffers.loads(out.data, out.fd)) == bytes(2 * BIG)
+    out.release()
+    out = buffers.dumps(pickle.PickleBuffer(bytearray(BIG)))  # fits: kept for the next payload
+    assert segments.held() == (before[0] + 1, before[1] + BIG)
+    out.release()
+    segments.trim()
+    assert segments.held() == before
+
+
+@pytest.mark.timeout(60)
+def test_a_forked_child_never_writes_its_parents_segments():
+    code = f"""
+import os
+import pickle
+from slither._worker import buffers, segments
+parent = buffers.dumps(pickle.PickleBuffer(bytearray(b"p" * {BIG})))
+assert segments.held()[0] == 1
+pid = os.fork()
+if pid == 0:
+    ok = segments.held() == (0, 0)
+    child = buffers.dumps(pickle.PickleBuffer(bytearray(b"c" * {BIG})))
+    os._exit(0 if ok and child.fd is not None else 1)
+assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+assert bytes(buffers.loads(parent.data, parent.fd)) == b"p" * {BIG}
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=50)
+
+
 @pytest.mark.timeout(120)
 def test_a_timeout_while_a_segment_is_in_use_releases_it():
     payload = b"t" * (64 << 20)
@@ -158,7 +237,7 @@ def test_a_timeout_while_a_segment_is_in_use_releases_it():
         with pytest.raises(slither.BatchTimeout):
             pool.options(timeout=1.0).call(f"{H}:hold_and_sleep", payload)
         assert pool.call(f"{H}:echo", 1) == 1
-    assert _memfds() == 0
+    assert _unreleased() == 0
 
 
 @pytest.mark.timeout(600)
@@ -177,7 +256,7 @@ def test_workers_killed_while_holding_a_256_mib_input_leak_nothing():
             with pytest.raises(slither.WorkerCrashed):
                 pool.call(f"{H}:hold_and_die", big)
         assert pool.call(f"{H}:echo", 2) == 2
-        assert _memfds() == 0
+        assert _unreleased() == 0
         assert me.num_fds() <= fds + 2, f"descriptors grew from {fds} to {me.num_fds()}"
         assert _maps() <= maps + 16, f"mappings grew from {maps} to {_maps()}"
         grown = me.memory_info().rss - rss
@@ -252,7 +331,7 @@ def test_batches_queued_behind_a_slow_one_keep_their_segments_wherever_they_run(
         assert [int(a[0]) for a in out] == list(range(8))
         assert all((a == i).all() for i, a in enumerate(out))
         del out  # before 3.13 each live result's mapping holds a descriptor of its segment
-        assert _memfds() == 0
+        assert _unreleased() == 0
 
 
 def test_a_segment_that_could_shrink_or_is_short_is_refused_not_mapped():

@@ -33,6 +33,7 @@ from slither._dispatcher import CallOptions, Dispatcher, Results, check_timeout,
 from slither._functions import describe, function_ref
 from slither._native import _slither
 from slither._star import Star, Zipped
+from slither._worker import segments
 from slither._workerpath import worker_env
 from slither.outcome import Outcome, Reply
 from slither.session import Session
@@ -288,6 +289,8 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         self._join_threads(time.monotonic() + _JOIN_S)
         self._telemetry.close()
         _live_pools.discard(self)
+        if not _live_pools:
+            segments.trim()  # the last pool gone: cached shared memory nobody reads goes back to the system
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """``concurrent.futures.Executor.shutdown``: stop accepting work; ``wait`` for it to finish.

@@ -4,6 +4,7 @@
 
     dumps(obj) ─▶ pickle (protocol 5, buffer_callback) ─┬─ buffers < THRESHOLD: stay in the pickle (in band)
                                                          └─ buffers ≥ THRESHOLD: copied once into ONE memfd
+                                                            (reused when nobody reads it: segments.py)
     frame payload = layout (count, lengths) + the small in-band pickle; the memfd travels with the frame
     (SCM_RIGHTS), so the kernel owns it in flight and a crash on either side leaves nothing behind.
 
@@ -31,6 +32,8 @@ import struct
 import sys
 from collections.abc import Callable
 
+from slither._worker.segments import CHUNK, SEALS, Segment, write
+
 TYPE_CHECKING = False  # not typing's: see slither/__init__.py
 if TYPE_CHECKING:
     from typing import Any
@@ -41,26 +44,6 @@ THRESHOLD = 256 * 1024
 _ALIGN = 64
 _COUNT = struct.Struct("<I")
 _LEN = struct.Struct("<Q")
-_CHUNK = 1 << 30  # one write(2) moves at most ~2 GiB
-_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
-
-
-class Segment:
-    """A memfd we created, owned: closed by :meth:`close` or when garbage collected."""
-
-    __slots__ = ("fd", "size")
-
-    def __init__(self, fd: int, size: int) -> None:
-        self.fd = fd
-        self.size = size
-
-    def close(self) -> None:
-        fd, self.fd = self.fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __del__(self) -> None:
-        self.close()
 
 
 class Encoded:
@@ -160,7 +143,9 @@ def _cloud() -> type:
         import cloudpickle
 
         class CloudPickler(cloudpickle.Pickler):  # type: ignore[misc, name-defined]
-            dispatch_table = collections.ChainMap({memoryview: _reduce_memoryview}, cloudpickle.Pickler.dispatch_table)
+            dispatch_table = collections.ChainMap(
+                {memoryview: _reduce_memoryview}, cloudpickle.Pickler.dispatch_table
+            )
 
         _cloud_pickler = CloudPickler
     return _cloud_pickler
@@ -215,15 +200,7 @@ def pack(data: bytes, buffers: list[memoryview]) -> Encoded:
         head += _LEN.pack(b.nbytes)
         offsets.append(size)
         size += -(-b.nbytes // _ALIGN) * _ALIGN
-    fd = os.memfd_create("slither-payload", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    segment = Segment(fd, size)
-    os.ftruncate(fd, size)
-    for b, at in zip(buffers, offsets):
-        done = 0
-        while done < b.nbytes:
-            done += os.pwrite(fd, b[done : done + _CHUNK], at + done)
-    # Its size is fixed from now on: a receiver's mapping can never reach past the end (SIGBUS).
-    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+    segment = write(buffers, offsets, size)
     return Encoded(bytes(head) + data, segment)
 
 
@@ -247,7 +224,7 @@ def loads(payload: bytes, fd: int | None, load: Callable[..., Any] = pickle.load
 def _check(fd: int, size: int) -> None:
     """Refuses a segment that could end under a mapping of ``size`` bytes: unsealed, or too short."""
     seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
-    if seals & _SEALS != _SEALS:
+    if seals & SEALS != SEALS:
         raise ValueError("the shared-memory segment is not sealed against resizing")
     actual = os.fstat(fd).st_size
     if actual < size:
@@ -272,7 +249,7 @@ def detach(payload: bytes, fd: int) -> tuple[bytes, list[bytearray]]:
         view = memoryview(buf)
         done = 0
         while done < n:
-            got = os.preadv(fd, [view[done : done + _CHUNK]], at + done)
+            got = os.preadv(fd, [view[done : done + CHUNK]], at + done)
             if got <= 0:
                 raise OSError(f"the segment ended {n - done} bytes early")
             done += got
@@ -286,11 +263,13 @@ def _map(fd: int, size: int) -> memoryview:
     flags, prot = mmap.MAP_PRIVATE, mmap.PROT_READ | mmap.PROT_WRITE
     if sys.version_info >= (3, 13):
         # No descriptor of its own: the mapping alone keeps the segment's memory.
-        return memoryview(mmap.mmap(fd, size, flags=flags, prot=prot, trackfd=False))
-    # Before 3.13 every mmap object keeps a duplicate descriptor while it lives, so a host holding many
-    # results holds as many descriptors: lift the soft limit to the hard one, once (as Ray and others do).
-    _lift_fd_limit()
-    return memoryview(mmap.mmap(fd, size, flags=flags, prot=prot))
+        m = mmap.mmap(fd, size, flags=flags, prot=prot, trackfd=False)
+    else:
+        # Before 3.13 every mmap object keeps a duplicate descriptor while it lives, so a host holding many
+        # results holds as many descriptors: lift the soft limit to the hard one, once (as Ray and others do).
+        _lift_fd_limit()
+        m = mmap.mmap(fd, size, flags=flags, prot=prot)
+    return memoryview(m)
 
 
 _lifted = False

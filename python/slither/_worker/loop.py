@@ -32,9 +32,10 @@ import sysconfig
 import threading
 
 from slither._worker import framing
-from slither._worker.buffers import Encoded, Segment
+from slither._worker.buffers import Encoded
 from slither._worker.execute import execute
 from slither._worker.functions import resolve
+from slither._worker.segments import Segment
 
 TYPE_CHECKING = False  # not typing's: see slither/__init__.py
 if TYPE_CHECKING:
