@@ -2,7 +2,7 @@
 
 ::
 
-    write(buffers) ─▶ a free cached segment that fits (its pages exist: a write at memory speed)
+    write(buffers) ─▶ a free cached segment that fits (its pages exist and are mapped: a plain memory copy)
                       or a new memfd (cached while the process holds under SEGMENT_CACHE bytes of them)
                    ─▶ buffers copied in ─▶ a LEASE is sent: a new open file description of the segment
                       with a shared OFD lock on it
@@ -11,9 +11,9 @@
               description, so the lock lives exactly as long as the receiver's objects (or its process)
     sender:   a segment is free again when no lease holds a lock on it (F_OFD_GETLK)
 
-Writing a new memfd is bound by the kernel handing out and zeroing 4 KiB pages (shared memory rarely gets
-huge pages), several times slower than copying into pages that already exist; reusing segments is what
-lets a stream of large arrays move at memory speed. The lock is the kernel's account of who still reads a
+Writing a new memfd is bound by the kernel handing out and zeroing 4 KiB pages (shared memory gets huge
+pages only where the machine enables them for shmem), several times slower than copying into pages that
+already exist (bench/buffers.py); reusing segments is what makes a stream of large arrays fast. The lock is the kernel's account of who still reads a
 segment: a crash, a timeout, a dropped result, a descriptor still in flight in a socket all end or keep
 it without any message, and a batch sent to two workers holds one lease in both. Nothing is named in a
 filesystem: a segment lives while a descriptor or a mapping refers to it. Shared by the host and the
@@ -215,14 +215,11 @@ def write(buffers: list, offsets: list[int], size: int) -> Segment:
     of its own when the cache cannot hold it). Raises OSError (e.g. out of memory for the segment)."""
     taken = _cache.take(size)
     if taken is None:
-        fd = os.memfd_create("slither-payload", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-        segment = Segment(fd, size)
-        os.ftruncate(fd, size)
+        segment = Segment(_new(size), size)
         for b, at in zip(buffers, offsets):
             done = 0
             while done < b.nbytes:
-                done += os.pwrite(fd, b[done : done + CHUNK], at + done)
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALS)
+                done += os.pwrite(segment.fd, b[done : done + CHUNK], at + done)
         return segment
     owned, lease = taken
     segment = Segment(lease, size)
