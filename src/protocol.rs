@@ -52,9 +52,15 @@ pub const STARTED: u8 = 16;
 /// Worker → host: batch `id` was given back unstarted after a REVOKE.
 pub const REVOKED: u8 = 17;
 
-/// The worker's started word (8 bytes of shared memory, see `pool::spawn`) as a Python `struct` format: the
-/// number of the last TASK frame it began, a little-endian u64.
-pub const STARTED_WORD_FORMAT: &str = "<Q";
+/// The worker's started word (16 bytes of shared memory, see `pool::spawn`) as a Python `struct` format,
+/// little-endian u64s: the number of the last TASK frame it began, and the bytes of shared-memory segments
+/// it keeps for reuse (its segment cache, mapped in it: not counted against `max_memory_per_worker`).
+pub const STARTED_WORD_FORMAT: &str = "<QQ";
+/// Where each field of the started word is, in bytes.
+pub const STARTED_FRAME_AT: usize = 0;
+pub const STARTED_CACHED_AT: usize = 8;
+/// The started word's size in bytes.
+pub const STARTED_WORD_BYTES: usize = 16;
 
 /// Host → worker kinds sent on the control channel; every other frame goes on the channel.
 pub const ON_CONTROL: &[u8] = &[REVOKE, STORE_REPLY];

@@ -92,3 +92,8 @@ def segments_held() -> tuple[int, int]:
     from slither._worker import segments
 
     return segments.held()
+
+
+def make_view(n: int) -> memoryview:
+    """A large memoryview result: it arrives as a view of the segment, which stays leased while it lives."""
+    return memoryview(bytearray(b"z" * n))

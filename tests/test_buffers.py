@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import sysconfig
+import time
 
 import psutil
 import pytest
@@ -193,6 +194,21 @@ def test_inputs_a_worker_keeps_are_never_written_again_and_let_go_ones_are_reuse
         for _ in range(30):
             pool.call(f"{H}:echo", np.full(n, -2.0))
         assert segments.held()[0] == held >= 1
+
+
+@pytest.mark.timeout(120)
+def test_a_workers_segment_cache_does_not_count_against_max_memory_per_worker():
+    # Results the host keeps hold their segments in the worker's cache, mapped there (resident): 4 x 48 MiB
+    # over a 160 MiB limit. The limit is for the user's memory, so the worker is not replaced for slither's.
+    n = 48 << 20
+    with slither.Pool(1, max_memory_per_worker=160 << 20) as pool:
+        kept = [pool.call(f"{H}:make_view", n) for _ in range(4)]
+        assert pool.call(f"{H}:segments_held")[1] >= 4 * n
+        time.sleep(2.0)  # ten memory samples; three in a row over the limit would replace the worker
+        worker = pool.stats().workers[0]
+        assert worker.rss_bytes > 160 << 20  # the kernel's count, as shown, includes the cache
+        assert worker.recycles == 0
+        assert all(bytes(k) == b"z" * n for k in kept)
 
 
 @pytest.mark.timeout(60)

@@ -278,7 +278,7 @@ def test_a_batch_given_back_twice_by_one_worker_never_runs_there():
     host, worker_end = socket.socketpair()
     control, control_end = socket.socketpair()
     word = os.memfd_create("started-word-test")
-    os.ftruncate(word, 8)
+    os.ftruncate(word, framing.STARTED_WORD.size)
     chan, ctl = framing.Channel(worker_end.fileno()), framing.Channel(control_end.fileno())
     with host, worker_end, control, control_end:
         w = Worker(chan, ctl, word)

@@ -63,6 +63,7 @@ def test_frame_format_is_defined_once():
         assert getattr(framing, name) == number, name
     assert list(framing.ON_CONTROL) == proto["control_kinds"]
     assert framing.STARTED_WORD_FORMAT == proto["started_word_format"]
+    assert (framing.STARTED_FRAME_AT, framing.STARTED_CACHED_AT) == (proto["started_frame_at"], proto["started_cached_at"])
 
 
 def test_a_worker_starts_without_the_extension_or_slow_imports():

@@ -88,7 +88,8 @@ class Pool(concurrent.futures.ThreadPoolExecutor):
         backend: ``"local"`` (worker processes on this machine) or ``"ray"`` (workers as Ray actors, on a
             local Ray or the cluster at ``address``; see docs/ray.md).
         max_tasks_per_worker: replace a worker after this many batches (losing nothing).
-        max_memory_per_worker: replace a worker whose resident memory (bytes) stays above this.
+        max_memory_per_worker: replace a worker whose resident memory (bytes) stays above this, not counting
+            the shared memory it keeps mapped to reuse for large results (its segment cache).
         max_result_bytes: largest pickled batch result a worker may send back (default 1 GiB).
         max_frame_bytes: largest payload either side may put on a worker's channel (default 4 GiB): a batch
             over it fails with SerializationError before it is sent, a worker announcing more is killed and

@@ -402,6 +402,8 @@ fn protocol<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
     d.set_item("control_kinds", control)?;
     d.set_item("segment_flag", slither_core::protocol::WITH_SEGMENT)?;
     d.set_item("started_word_format", slither_core::protocol::STARTED_WORD_FORMAT)?;
+    d.set_item("started_frame_at", slither_core::protocol::STARTED_FRAME_AT)?;
+    d.set_item("started_cached_at", slither_core::protocol::STARTED_CACHED_AT)?;
     d.set_item("max_frame_bytes", slither_core::protocol::DEFAULT_MAX_FRAME)?;
     Ok(d)
 }

@@ -26,6 +26,7 @@ mod worker;
 
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::HashSet;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{JoinHandle, ThreadId};
@@ -159,6 +160,8 @@ struct SlotIo {
     control: Option<Arc<Outbox>>,
     /// Reaped: the pid (and group id) may belong to someone else now; never signal it again.
     reaped: bool,
+    /// Its started word (our own descriptor of it), for the bytes of its segment cache.
+    word: Option<OwnedFd>,
 }
 
 pub(crate) struct Shared {
@@ -264,14 +267,25 @@ impl Shared {
     }
 
     /// Records the I/O handles of a freshly spawned process.
-    fn install(&self, worker: usize, generation: u64, pid: u32, outbox: Arc<Outbox>, control: Arc<Outbox>) {
+    fn install(&self, worker: usize, generation: u64, pid: u32, outboxes: [Arc<Outbox>; 2], word: Option<OwnedFd>) {
+        let [outbox, control] = outboxes;
         *self.io(worker) = SlotIo {
             generation,
             pid,
             outbox: Some(outbox),
             control: Some(control),
             reaped: false,
+            word,
         };
+    }
+
+    /// The bytes of shared-memory segments a live worker keeps for reuse (0 if unknown).
+    fn cached_bytes(&self, worker: usize, generation: u64) -> u64 {
+        let io = self.io(worker);
+        match &io.word {
+            Some(word) if io.generation == generation => spawn::read_cached_bytes(word).unwrap_or(0),
+            _ => 0,
+        }
     }
 
     /// After the process exited (a zombie still): kills what it left in its group and tells the reaper. The

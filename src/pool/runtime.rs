@@ -16,6 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::outbox::Outbox;
 use super::reaper::Reaper;
+use super::sched::MemoryReading;
 use super::spawn::spawn_worker;
 use super::template;
 use super::worker::{serve, Tail};
@@ -101,7 +102,8 @@ pub(crate) fn spawn_slot(sh: &Arc<Shared>, worker: usize, generation: u64) {
             let outbox = Arc::new(Outbox::new(&sp.channel));
             let control = Arc::new(Outbox::new(&sp.control));
             let tail: Tail = Arc::new(Mutex::new(Default::default()));
-            sh.install(worker, generation, pid, outbox.clone(), control.clone());
+            let word = sp.started_word.try_clone().ok();
+            sh.install(worker, generation, pid, [outbox.clone(), control.clone()], word);
             sh.reaper_add(pid);
             tokio::spawn(serve(sh.clone(), worker, generation, sp, outbox, control, tail));
             let now = Instant::now();
@@ -120,14 +122,18 @@ pub(crate) fn sample_memory(sh: &Arc<Shared>, recycle: bool) {
     let live = sh.lock().live();
     let readings: Vec<_> = live
         .into_iter()
-        .filter_map(|(i, g, pid)| read_rss(pid).map(|r| (i, g, r)))
+        .filter_map(|(i, g, pid)| {
+            let (rss, peak) = read_rss(pid)?;
+            let cached = sh.cached_bytes(i, g);
+            Some((i, g, MemoryReading { rss, peak, cached }))
+        })
         .collect();
     if readings.is_empty() {
         return;
     }
     sh.apply(|s, fx| {
-        for (i, g, (rss, peak)) in readings {
-            s.memory(i, g, rss, peak, recycle, fx);
+        for (i, g, m) in readings {
+            s.memory(i, g, m, recycle, fx);
         }
     });
 }

@@ -262,6 +262,14 @@ impl Slot {
     }
 }
 
+/// One resident-memory reading of a worker, in bytes (see [`Sched::memory`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct MemoryReading {
+    pub rss: u64,
+    pub peak: u64,
+    pub cached: u64,
+}
+
 pub(crate) struct Sched {
     cfg: PoolConfig,
     init_payload: Arc<Vec<u8>>,
@@ -1058,8 +1066,11 @@ impl Sched {
         }
     }
 
-    /// A resident-memory reading (bytes). With `recycle`, it counts toward `max_memory_per_worker`'s samples.
-    pub fn memory(&mut self, i: usize, generation: u64, rss: u64, peak: u64, recycle: bool, fx: &mut Effects) {
+    /// A resident-memory reading (bytes): `rss` and `peak` as the kernel counts them, of which `cached` are
+    /// the worker's own segment cache (slither's, not the user's: the limit leaves it out). With `recycle`,
+    /// it counts toward `max_memory_per_worker`'s samples.
+    pub fn memory(&mut self, i: usize, generation: u64, m: MemoryReading, recycle: bool, fx: &mut Effects) {
+        let MemoryReading { rss, peak, cached } = m;
         let samples = self.cfg.memory_samples.max(1);
         let limit = self.cfg.max_memory_per_worker;
         let Some(slot) = self.slots.get_mut(i) else { return };
@@ -1069,7 +1080,7 @@ impl Sched {
         slot.rss = rss;
         slot.peak_rss = slot.peak_rss.max(peak);
         if let Some(limit) = limit.filter(|_| recycle) {
-            if rss > limit {
+            if rss.saturating_sub(cached) > limit {
                 slot.mem_over += 1;
                 if slot.mem_over >= samples && slot.phase == Phase::Ready && slot.sessions == 0 {
                     slot.phase = Phase::Draining;

@@ -14,15 +14,17 @@ use std::process::{ChildStderr, ChildStdout, Command, Stdio};
 
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
+use crate::protocol;
 
 /// The first fd number a child of the pool finds its own descriptors on (3, 4, ... in order).
 pub const FIRST_FD: i32 = 3;
 
 /// A worker's descriptors, in the order they are placed at `FIRST_FD`, ..., and the environment variable that
 /// tells the worker each one's number: its channel; its control channel (REVOKE and STORE_REPLY, read by its
-/// reader thread); its started word, 8 bytes of shared memory where it writes the number of each TASK frame
+/// reader thread); its started word, 16 bytes of shared memory where it writes the number of each TASK frame
 /// before running it, read by the host when the worker has died (what a crash is charged to): a store, not a
-/// frame, so a batch's start costs the worker no write and the host no wake-up.
+/// frame, so a batch's start costs the worker no write and the host no wake-up (and, beside it, the bytes of
+/// its segment cache, for memory sampling; layout `protocol::STARTED_WORD_FORMAT`).
 pub const WORKER_FD_VARS: [&str; 3] = ["SLITHER_FD", "SLITHER_CONTROL_FD", "SLITHER_STARTED_FD"];
 
 pub(crate) struct Spawned {
@@ -155,7 +157,7 @@ pub(crate) fn own_group_with_fds<const N: usize>(cmd: &mut Command, fds: [RawFd;
     }
 }
 
-/// A new started word: an 8-byte memfd, zero (no TASK frame begun).
+/// A new started word: a memfd of `protocol::STARTED_WORD_BYTES`, zero (no TASK frame begun, nothing cached).
 pub(crate) fn started_word() -> std::io::Result<OwnedFd> {
     // SAFETY: a constant name and flags; the result is checked.
     let raw = unsafe { libc::memfd_create(c"slither-started".as_ptr(), libc::MFD_CLOEXEC) };
@@ -165,7 +167,7 @@ pub(crate) fn started_word() -> std::io::Result<OwnedFd> {
     // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     // SAFETY: ftruncate on the descriptor just created.
-    if unsafe { libc::ftruncate(fd.as_raw_fd(), 8) } != 0 {
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), protocol::STARTED_WORD_BYTES as libc::off_t) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(fd)
@@ -174,9 +176,18 @@ pub(crate) fn started_word() -> std::io::Result<OwnedFd> {
 /// The number of the last TASK frame the worker began, from its started word (None if it cannot be read);
 /// its layout is `protocol::STARTED_WORD_FORMAT`.
 pub(crate) fn read_started_word(fd: &OwnedFd) -> Option<u64> {
+    read_word_field(fd, protocol::STARTED_FRAME_AT)
+}
+
+/// The bytes of segments the worker keeps for reuse, from its started word (None if it cannot be read).
+pub(crate) fn read_cached_bytes(fd: &OwnedFd) -> Option<u64> {
+    read_word_field(fd, protocol::STARTED_CACHED_AT)
+}
+
+fn read_word_field(fd: &OwnedFd, at: usize) -> Option<u64> {
     let mut buf = [0u8; 8];
     // SAFETY: pread into a live 8-byte buffer.
-    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8, 0) };
+    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8, at as libc::off_t) };
     (n == 8).then(|| u64::from_le_bytes(buf))
 }
 

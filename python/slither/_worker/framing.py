@@ -47,9 +47,14 @@ KINDS = {
 # host -> worker kinds that travel on the control channel (read by the worker's reader thread)
 ON_CONTROL = (REVOKE, STORE_REPLY)
 
-# The started word (fd 5): the number of the last TASK frame the main thread began, read by the host after a death.
-STARTED_WORD_FORMAT = "<Q"
+# The started word (fd 5), little-endian u64s: the number of the last TASK frame the main thread began (read by
+# the host after a death), and the bytes of segments this worker keeps for reuse (segments.py; the host's memory
+# sampling leaves them out of max_memory_per_worker).
+STARTED_WORD_FORMAT = "<QQ"
 STARTED_WORD = struct.Struct(STARTED_WORD_FORMAT)
+STARTED_FRAME_AT = 0
+STARTED_CACHED_AT = 8
+U64 = struct.Struct("<Q")
 
 SEGMENT = 0x80
 

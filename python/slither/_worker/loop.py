@@ -31,7 +31,7 @@ import sys
 import sysconfig
 import threading
 
-from slither._worker import framing
+from slither._worker import framing, segments
 from slither._worker.buffers import Encoded
 from slither._worker.execute import execute
 from slither._worker.functions import resolve
@@ -153,7 +153,7 @@ class Worker:
                 if segment is not None:
                     segment.close()
                 continue
-            framing.STARTED_WORD.pack_into(started, 0, number)
+            framing.U64.pack_into(started, framing.STARTED_FRAME_AT, number)
             ok, payload = execute(body, self.max_result_bytes, fd=None if segment is None else segment.fd, shared=True)
             del body
             if segment is not None:
@@ -213,6 +213,9 @@ def main() -> None:
         os._exit(0)
     control = framing.Channel(int(os.environ["SLITHER_CONTROL_FD"]))
     worker = Worker(framing.Channel(fd), control, int(os.environ["SLITHER_STARTED_FD"]))
+    started = worker.started
+    # The host counts this process's memory without its segment cache (max_memory_per_worker).
+    segments.report_to(lambda cached: framing.U64.pack_into(started, framing.STARTED_CACHED_AT, cached))
     worker.start()
     worker.serve()
     sys.stdout.flush()

@@ -28,12 +28,14 @@ import mmap
 import os
 import struct
 import threading
+from collections.abc import Callable
 
 # Bytes of segments a process keeps for reuse (free or leased); larger payloads get a segment of their own.
 SEGMENT_CACHE = int(os.environ.get("SLITHER_SEGMENT_CACHE", str(512 << 20)))
 CHUNK = 1 << 30  # bytes: one write(2) moves at most ~2 GiB
 SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 _PAGE = 4096
+_PW = os.environ.get("SLITHER_PW") == "1" and "SLITHER_FD" in os.environ
 _STEP = 8 << 20  # bytes copied into a cached segment at a time
 _FLOCK = struct.Struct("hhqqi4x")  # struct flock: l_type, l_whence, l_start, l_len (0: to the end), l_pid
 _WHOLE_READ = _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0)
@@ -97,7 +99,7 @@ class _Owned:
         self.fd = _new(capacity)
         self.capacity = capacity
         try:
-            self.view = memoryview(mmap.mmap(self.fd, capacity, flags=mmap.MAP_SHARED))
+            self.view = None if _PW else memoryview(mmap.mmap(self.fd, capacity, flags=mmap.MAP_SHARED))
         except BaseException:
             os.close(self.fd)
             raise
@@ -111,6 +113,12 @@ class _Owned:
         os.close(self.fd)  # a reader's mapping, if any, keeps the memory until it goes
 
     def copy_in(self, buffers: list, offsets: list[int]) -> None:
+        if self.view is None:
+            for b, at in zip(buffers, offsets):
+                done = 0
+                while done < b.nbytes:
+                    done += os.pwrite(self.fd, b[done : done + CHUNK], at + done)
+            return
         view = self.view
         for b, at in zip(buffers, offsets):
             # In steps, so that on a build with a GIL other threads run between them.
@@ -127,6 +135,11 @@ class _Cache:
         self.owned: list[_Owned] = []
         self.bytes = 0
         self.broken = False
+        self.report: Callable[[int], None] | None = None
+
+    def _changed(self) -> None:
+        if self.report is not None:
+            self.report(self.bytes)
 
     def take(self, size: int) -> tuple[_Owned, int] | None:
         """A segment of at least ``size`` bytes that nobody reads, already leased (so that no other thread
@@ -162,6 +175,7 @@ class _Cache:
             best = _Owned(capacity)
             self.owned.append(best)
             self.bytes += capacity
+            self._changed()
         return best, _lease(best.fd)
 
     def _room(self, capacity: int) -> bool:
@@ -179,6 +193,7 @@ class _Cache:
         self.owned.remove(seg)
         self.bytes -= seg.capacity
         seg.close()
+        self._changed()
 
     def trim(self) -> None:
         """Drops the segments nobody reads (their memory goes back to the system)."""
@@ -208,6 +223,12 @@ _cache = _Cache()
 os.register_at_fork(after_in_child=_cache.forget)
 trim = _cache.trim
 held = _cache.held
+
+
+def report_to(report: Callable[[int], None]) -> None:
+    """Calls ``report(bytes kept)`` whenever the cache grows or shrinks (a worker tells its host this way)."""
+    _cache.report = report
+    report(_cache.bytes)
 
 
 def write(buffers: list, offsets: list[int], size: int) -> Segment:
