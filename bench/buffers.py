@@ -5,7 +5,8 @@
 For each size, float64 arrays are echoed by one call at a time (round trip: to the worker and back) and by a
 map over 8 distinct arrays; MB/s counts each array's bytes once per round trip. Engines: slither,
 multiprocessing.Pool, ProcessPoolExecutor, loky, joblib (loky backend, its automatic memory-mapping of
-large inputs on), and a memcpy of the same bytes in this process (the ceiling). ``--rss`` also measures the
+large inputs on), a memcpy of the same bytes in this process (the ceiling), and the least copying any round
+trip between two processes can do (``two_copies``: one copy each way through shared memory already mapped). ``--rss`` also measures the
 peak RSS of a fresh host process that sends a 1 GiB array to a worker and gets it back, per engine.
 Nothing here is asserted; numbers are printed (and written as JSON) as measured.
 """
@@ -131,6 +132,46 @@ def memcpy(nbytes: int) -> float:
     return nbytes * reps / (time.perf_counter() - t) / 1e6
 
 
+def two_copies(nbytes: int) -> float:
+    """MB/s of the least a round trip between two processes can copy: this process writes the array into shared
+    memory that both have mapped (pages present), a forked child copies it into a second such segment, a pipe
+    carries the turn. No pickling, no pool, no page faults: the rate a pool moving each array once each way
+    could reach here, at best."""
+    import mmap
+
+    src = np.ones(nbytes // 8)
+    there = np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.float64)
+    back = np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.float64)
+    there[:] = 0
+    back[:] = 0
+    go_r, go_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        while os.read(go_r, 1) == b"g":
+            np.copyto(back, there)
+            os.write(done_w, b"d")
+        os._exit(0)
+
+    def round_trip() -> None:
+        np.copyto(there, src)
+        os.write(go_w, b"g")
+        os.read(done_r, 1)
+
+    try:
+        round_trip()
+        reps = _reps(nbytes)
+        t = time.perf_counter()
+        for _ in range(reps):
+            round_trip()
+        return nbytes * reps / (time.perf_counter() - t) / 1e6
+    finally:
+        os.write(go_w, b"q")
+        os.waitpid(pid, 0)
+        for fd in (go_r, go_w, done_r, done_w):
+            os.close(fd)
+
+
 def measure(engine: Any, nbytes: int) -> dict[str, float]:
     a = np.ones(nbytes // 8)
     engine.call(a)  # warm up (code paths hot)
@@ -229,6 +270,10 @@ def main() -> None:
     for label in ceiling:
         result["rows"].append({"engine": "memcpy (ceiling)", "size": label, "call_MBps": ceiling[label]})
         print(f"{'memcpy (ceiling)':22} {label:>5}  {ceiling[label]:>9.1f} MB/s")
+    for label, n in ([] if args.rss_only else sizes):
+        rate = round(two_copies(n), 1)
+        result["rows"].append({"engine": "two copies, 2 processes", "size": label, "call_MBps": rate})
+        print(f"{'two copies, 2 processes':22} {label:>5}  {rate:>9.1f} MB/s", flush=True)
     for cls in ENGINES:
         if cls.name not in wanted or args.rss_only:
             continue
