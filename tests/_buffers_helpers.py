@@ -97,3 +97,25 @@ def segments_held() -> tuple[int, int]:
 def make_view(n: int) -> memoryview:
     """A large memoryview result: it arrives as a view of the segment, which stays leased while it lives."""
     return memoryview(bytearray(b"z" * n))
+
+
+def large_result_without_descriptors(n: int) -> memoryview:
+    """A large result from a worker that has no descriptor left to make its segment with (RLIMIT_NOFILE at
+    what is open): the result cannot travel, and the error must say why."""
+    import resource
+
+    from slither._worker import segments
+
+    segments.trim()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    globals()["_nofile"] = (soft, hard)
+    lowest_free = os.dup(0)  # a new descriptor takes the lowest free number: with the limit there, none is left
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    return memoryview(bytearray(n))
+
+
+def restore_descriptors() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, globals()["_nofile"])

@@ -15,7 +15,7 @@ import psutil
 import pytest
 import slither
 from slither import _slither
-from slither._worker import buffers, framing, segments
+from slither._worker import buffers, framing, loop, segments
 
 try:
     import numpy as np
@@ -209,6 +209,52 @@ def test_a_workers_segment_cache_does_not_count_against_max_memory_per_worker():
         assert worker.rss_bytes > 160 << 20  # the kernel's count, as shown, includes the cache
         assert worker.recycles == 0
         assert all(bytes(k) == b"z" * n for k in kept)
+
+
+@needs_numpy
+@pytest.mark.timeout(120)
+def test_payloads_kept_by_their_receivers_never_hold_more_than_max_segments_descriptors():
+    # Each kept payload leases its segment: the writer then makes another, and keeps at most MAX_SEGMENTS of
+    # them (each holds a descriptor); the rest travel in segments of their own, as without the cache.
+    n = 3 * segments.MAX_SEGMENTS
+    with slither.Pool(1) as pool:
+        results = [pool.call(f"{H}:make_view", SMALL * 5) for _ in range(n)]
+        assert pool.call(f"{H}:segments_held")[0] == segments.MAX_SEGMENTS
+        for i in range(n):
+            pool.call(f"{H}:keep", np.full(SMALL * 5 // 8, float(i)))
+        assert segments.held()[0] == segments.MAX_SEGMENTS
+        assert all(bytes(r) == b"z" * (SMALL * 5) for r in results)
+        assert pool.call(f"{H}:kept_fills")[-n:] == [(float(i), True) for i in range(n)]
+
+
+@pytest.mark.timeout(60)
+def test_an_idle_worker_gives_back_the_segments_nobody_reads():
+    with slither.Pool(1) as pool:
+        kept = pool.call(f"{H}:make_view", BIG)
+        for _ in range(3):
+            pool.call(f"{H}:make_view", BIG)  # dropped at once: its segment is free again
+        assert pool.call(f"{H}:segments_held") == (2, 2 * BIG)
+        time.sleep(loop.IDLE_TRIM_S + 1)
+        assert pool.call(f"{H}:segments_held") == (1, BIG)  # the one the host still reads stays
+        assert bytes(kept) == b"z" * BIG
+
+
+@pytest.mark.timeout(60)
+def test_a_result_whose_segment_cannot_be_made_fails_with_the_reason():
+    with slither.Pool(1) as pool:
+        with pytest.raises(slither.SerializationError, match="Too many open files"):
+            pool.call(f"{H}:large_result_without_descriptors", BIG)
+        pool.call(f"{H}:restore_descriptors")
+        assert bytes(pool.call(f"{H}:make_view", BIG)) == b"z" * BIG
+
+
+@pytest.mark.parametrize("text", ["512M", "1e9", "", "-1"])
+def test_a_malformed_segment_cache_setting_is_a_config_error_naming_it(monkeypatch, text):
+    with pytest.raises(slither.ConfigError, match="SLITHER_SEGMENT_CACHE.*env="):
+        slither.Pool(1, env={"SLITHER_SEGMENT_CACHE": text})
+    monkeypatch.setenv("SLITHER_SEGMENT_CACHE", text)
+    with pytest.raises(slither.ConfigError, match="SLITHER_SEGMENT_CACHE.*environment"):
+        slither.Pool(1)
 
 
 @pytest.mark.timeout(60)

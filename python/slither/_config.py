@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from slither import errors
+from slither._worker import segments
 
 # alias -> native name
 ALIASES = {
@@ -124,6 +126,13 @@ def check_pool_args(a: dict[str, Any]) -> None:
     expect(env is None or (isinstance(env, Mapping) and all(isinstance(k, str) and isinstance(v, str)
                                                            for k, v in env.items())),
            "env", env, "a dict of str to str or None")
+    for where, text in (("the environment", os.environ.get("SLITHER_SEGMENT_CACHE")),
+                        ("env=", (env or {}).get("SLITHER_SEGMENT_CACHE"))):
+        if text is not None:
+            try:
+                segments.parse_limit(text)
+            except ValueError as exc:
+                raise errors.ConfigError(f"{exc} (in {where})") from None
     init = a["init"]
     expect(init is None or isinstance(init, str) or callable(init), "init (initializer)", init,
            "a callable, a 'module:function' string or None")

@@ -123,31 +123,32 @@ def _reply(results: list[Any], errors: dict[int, dict[str, Any]], max_result_byt
            threshold: int = _NEVER) -> tuple[bool, Encoded]:
     """Results (and per-item errors) pickled; a result that will not pickle fails only its own item."""
 
-    def pack(values: list[Any]) -> Encoded | None:
+    def pack(values: list[Any]) -> Encoded | BaseException:
         return _dumps((values, errors) if errors else values, threshold)
 
     payload = pack(results)
-    if payload is not None and len(payload.data) >= threshold:
+    if isinstance(payload, Encoded) and len(payload.data) >= threshold:
         # Only a pickle this large can hold a bytes result over the threshold in band (see _payload.dumps).
         wrapped = _buffers.wrap_all(results, threshold)
         if wrapped is not results:
             payload.release()
             payload = pack(wrapped)
-    if payload is None:
+    if isinstance(payload, BaseException):
         for i, value in enumerate(results):
-            if i not in errors and _dumps(value) is None:
-                errors[i] = _unpicklable(value)
+            if i not in errors and isinstance(why := _dumps(value), BaseException):
+                errors[i] = _unpicklable(value, why)
                 results[i] = None
         payload = pack(_buffers.wrap_all(results, threshold))
-        if payload is None:
-            return _error("serialization", TypeError("the results cannot be pickled"))
+        if isinstance(payload, BaseException):
+            # Every result pickles alone: the whole did not (e.g. no memory or descriptor for its segment).
+            return _error("serialization", payload)
     return _sized(payload, max_result_bytes)
 
 
 def _single(value: Any, max_result_bytes: int, threshold: int = _NEVER) -> tuple[bool, Encoded]:
     payload = _dumps(_buffers.wrap(value, threshold), threshold)
-    if payload is None:
-        info = _unpicklable(value)
+    if isinstance(payload, BaseException):
+        info = _unpicklable(value, payload)
         info["kind"] = "serialization"
         return False, Encoded(pickle.dumps(info, PROTOCOL))
     return _sized(payload, max_result_bytes)
@@ -161,29 +162,24 @@ def _sized(payload: Encoded, max_result_bytes: int) -> tuple[bool, Encoded]:
     return True, payload
 
 
-def _dumps(value: Any, threshold: int = _NEVER) -> Encoded | None:
+def _dumps(value: Any, threshold: int = _NEVER) -> Encoded | BaseException:
     """Pickled by reference where possible, else by value (classes the worker got by value, e.g. from
-    the host's ``__main__``, are not importable by name here); None if neither works."""
+    the host's ``__main__``, are not importable by name here); if neither works, why not."""
     try:
         return _buffers.dumps(value, threshold=threshold)
+    except OSError as exc:
+        return exc  # the shared-memory segment could not be made (no memory, no descriptor): not the pickle
     except BaseException:
         pass
     try:
         return _buffers.dumps(value, by_value=True, threshold=threshold)
-    except BaseException:
-        return None
-
-
-def _unpicklable(value: Any) -> dict[str, Any]:
-    why = "it cannot be pickled"
-    try:
-        import cloudpickle
-
-        cloudpickle.dumps(value, protocol=PROTOCOL)
     except BaseException as exc:
-        why = f"{type(exc).__name__}: {_safe_str(exc)}"
-    return {"kind": "serialization", "exc": None, "type": _type_name(value), "message": why, "traceback": None,
-            "base": False, "code": None}
+        return exc
+
+
+def _unpicklable(value: Any, why: BaseException) -> dict[str, Any]:
+    return {"kind": "serialization", "exc": None, "type": _type_name(value),
+            "message": f"{type(why).__name__}: {_safe_str(why)}", "traceback": None, "base": False, "code": None}
 
 
 def _error(kind: str, exc: BaseException) -> tuple[bool, Encoded]:

@@ -15,6 +15,7 @@ import _socket as socket  # the C module itself: socket.py imports enum and sele
 import array
 import collections
 import os
+import select
 import struct
 import threading
 
@@ -139,6 +140,11 @@ class Channel:
 
     def _buffered(self) -> int:
         return self._end - self._start
+
+    def wait(self, timeout: float) -> bool:
+        """Whether a frame's bytes are here or arrive within ``timeout`` seconds (then ``recv`` will not block
+        for its start)."""
+        return self._end > self._start or bool(select.select([self._fd], [], [], timeout)[0])
 
     def _read_more(self, room: int) -> bool:
         """Reads into the scratch buffer, first moving what is unread to its front if fewer than ``room`` bytes

@@ -45,6 +45,9 @@ EXIT_INIT_FAILED = 3
 EXIT_PROTOCOL = 4
 
 
+# Seconds without a task after which a worker gives back the cached segments nobody reads (segments.py).
+IDLE_TRIM_S = 5.0
+
 class Worker:
     def __init__(self, chan: framing.Channel, control: framing.Channel, started_word: int) -> None:
         self.chan = chan
@@ -136,6 +139,8 @@ class Worker:
     def serve(self) -> None:
         chan, lock, started = self.chan, self.lock, self.started
         while True:
+            if segments.holding() and not chan.wait(IDLE_TRIM_S):
+                segments.trim()  # idle: the segments nobody reads go back to the system
             frame = self._recv()
             if frame is None or frame[0] == framing.SHUTDOWN:
                 return

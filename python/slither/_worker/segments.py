@@ -27,15 +27,20 @@ import fcntl
 import mmap
 import os
 import struct
+import sys
 import threading
 from collections.abc import Callable
 
 # Bytes of segments a process keeps for reuse (free or leased); larger payloads get a segment of their own.
-SEGMENT_CACHE = int(os.environ.get("SLITHER_SEGMENT_CACHE", str(512 << 20)))
+# None: SLITHER_SEGMENT_CACHE from the environment, else DEFAULT_CACHE, read at the first large payload.
+SEGMENT_CACHE: int | None = None
+DEFAULT_CACHE = 512 << 20
+# At most this many segments are kept: each holds a descriptor (two before Python 3.13: its mapping keeps
+# one), and a send checks each one's lock.
+MAX_SEGMENTS = 32
 CHUNK = 1 << 30  # bytes: one write(2) moves at most ~2 GiB
 SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 _PAGE = 4096
-_PW = os.environ.get("SLITHER_PW") == "1" and "SLITHER_FD" in os.environ
 _STEP = 8 << 20  # bytes copied into a cached segment at a time
 _FLOCK = struct.Struct("hhqqi4x")  # struct flock: l_type, l_whence, l_start, l_len (0: to the end), l_pid
 _WHOLE_READ = _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0)
@@ -99,7 +104,11 @@ class _Owned:
         self.fd = _new(capacity)
         self.capacity = capacity
         try:
-            self.view = None if _PW else memoryview(mmap.mmap(self.fd, capacity, flags=mmap.MAP_SHARED))
+            if sys.version_info >= (3, 13):
+                m = mmap.mmap(self.fd, capacity, flags=mmap.MAP_SHARED, trackfd=False)
+            else:
+                m = mmap.mmap(self.fd, capacity, flags=mmap.MAP_SHARED)
+            self.view = memoryview(m)
         except BaseException:
             os.close(self.fd)
             raise
@@ -113,12 +122,6 @@ class _Owned:
         os.close(self.fd)  # a reader's mapping, if any, keeps the memory until it goes
 
     def copy_in(self, buffers: list, offsets: list[int]) -> None:
-        if self.view is None:
-            for b, at in zip(buffers, offsets):
-                done = 0
-                while done < b.nbytes:
-                    done += os.pwrite(self.fd, b[done : done + CHUNK], at + done)
-            return
         view = self.view
         for b, at in zip(buffers, offsets):
             # In steps, so that on a build with a GIL other threads run between them.
@@ -180,14 +183,19 @@ class _Cache:
 
     def _room(self, capacity: int) -> bool:
         """Whether a new segment of ``capacity`` fits, after dropping free ones if need be (largest first)."""
-        if capacity > SEGMENT_CACHE:
+        limit = cache_limit()
+        if capacity > limit:
             return False
+
+        def fits() -> bool:
+            return self.bytes + capacity <= limit and len(self.owned) < MAX_SEGMENTS
+
         for seg in sorted(self.owned, key=lambda e: -e.capacity):
-            if self.bytes + capacity <= SEGMENT_CACHE:
+            if fits():
                 break
             if not _leased(seg.fd):
                 self._drop(seg)
-        return self.bytes + capacity <= SEGMENT_CACHE
+        return fits()
 
     def _drop(self, seg: _Owned) -> None:
         self.owned.remove(seg)
@@ -212,6 +220,7 @@ class _Cache:
         self.owned.clear()
         self.bytes = 0
         self.lock = threading.Lock()
+        self.report = None  # the parent's, writing into memory the parent shares with its host
 
     def held(self) -> tuple[int, int]:
         """(segments, bytes) kept."""
@@ -223,6 +232,32 @@ _cache = _Cache()
 os.register_at_fork(after_in_child=_cache.forget)
 trim = _cache.trim
 held = _cache.held
+
+
+def holding() -> bool:
+    """Whether this process keeps any segment (a read without the lock: a hint)."""
+    return _cache.bytes > 0
+
+
+def parse_limit(text: str) -> int:
+    """``SLITHER_SEGMENT_CACHE``'s value as bytes; raises ValueError naming the variable."""
+    try:
+        value = int(text.strip().replace("_", ""))
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"SLITHER_SEGMENT_CACHE must be a whole number of bytes (0 or more), got {text!r}")
+    return value
+
+
+def cache_limit() -> int:
+    """Bytes of segments this process may keep (``SEGMENT_CACHE``). Raises ValueError for a malformed
+    ``SLITHER_SEGMENT_CACHE``."""
+    global SEGMENT_CACHE
+    if SEGMENT_CACHE is None:
+        text = os.environ.get("SLITHER_SEGMENT_CACHE")
+        SEGMENT_CACHE = DEFAULT_CACHE if text is None else parse_limit(text)
+    return SEGMENT_CACHE
 
 
 def report_to(report: Callable[[int], None]) -> None:
