@@ -3,7 +3,8 @@
 ::
 
     write(buffers) ─▶ a free cached segment that fits (its pages exist and are mapped: a plain memory copy)
-                      or a new memfd (cached while the process holds under SEGMENT_CACHE bytes of them)
+                      or a new memfd (cached while the process keeps under SEGMENT_CACHE bytes and
+                      MAX_SEGMENTS segments; otherwise it is the payload's own, as without a cache)
                    ─▶ buffers copied in ─▶ a LEASE is sent: a new open file description of the segment
                       with a shared OFD lock on it
 
@@ -13,11 +14,11 @@
 
 Writing a new memfd is bound by the kernel handing out and zeroing 4 KiB pages (shared memory gets huge
 pages only where the machine enables them for shmem), several times slower than copying into pages that
-already exist (bench/buffers.py); reusing segments is what makes a stream of large arrays fast. The lock is the kernel's account of who still reads a
-segment: a crash, a timeout, a dropped result, a descriptor still in flight in a socket all end or keep
-it without any message, and a batch sent to two workers holds one lease in both. Nothing is named in a
-filesystem: a segment lives while a descriptor or a mapping refers to it. Shared by the host and the
-worker (stdlib only).
+already exist (bench/buffers.py); reusing segments is what makes a stream of large arrays fast. The lock
+is the kernel's account of who still reads a segment: a crash, a timeout, a dropped result, a descriptor
+still in flight in a socket all end or keep it without any message, and a batch sent to two workers holds
+one lease in both. Nothing is named in a filesystem: a segment lives while a descriptor or a mapping
+refers to it. Shared by the host and the worker (stdlib only).
 """
 
 from __future__ import annotations
