@@ -48,6 +48,7 @@ EXIT_PROTOCOL = 4
 # Seconds without a task after which a worker gives back the cached segments nobody reads (segments.py).
 IDLE_TRIM_S = 5.0
 
+
 class Worker:
     def __init__(self, chan: framing.Channel, control: framing.Channel, started_word: int) -> None:
         self.chan = chan
