@@ -82,9 +82,14 @@ def keep(a: Any) -> None:
     _kept.append(a)
 
 
+def fills(arrays: list[Any]) -> list[tuple[float, bool]]:
+    """Each array's first value, and whether all of it still has that value."""
+    return [(float(a[0]), bool((a == a[0]).all())) for a in arrays]
+
+
 def kept_fills() -> list[tuple[float, bool]]:
-    """Each kept input's first value, and whether all of it still has that value."""
-    return [(float(a[0]), bool((a == a[0]).all())) for a in _kept]
+    """:func:`fills` of the inputs this worker kept."""
+    return fills(_kept)
 
 
 def segments_held() -> tuple[int, int]:

@@ -160,8 +160,8 @@ struct SlotIo {
     control: Option<Arc<Outbox>>,
     /// Reaped: the pid (and group id) may belong to someone else now; never signal it again.
     reaped: bool,
-    /// Its started word (our own descriptor of it), for the bytes of its segment cache.
-    word: Option<OwnedFd>,
+    /// Its started word (shared with its task, which reads it at the death): its segment cache's bytes.
+    word: Option<Arc<OwnedFd>>,
 }
 
 pub(crate) struct Shared {
@@ -267,15 +267,22 @@ impl Shared {
     }
 
     /// Records the I/O handles of a freshly spawned process.
-    fn install(&self, worker: usize, generation: u64, pid: u32, outboxes: [Arc<Outbox>; 2], word: Option<OwnedFd>) {
-        let [outbox, control] = outboxes;
+    fn install(
+        &self,
+        worker: usize,
+        generation: u64,
+        pid: u32,
+        outbox: Arc<Outbox>,
+        control: Arc<Outbox>,
+        word: Arc<OwnedFd>,
+    ) {
         *self.io(worker) = SlotIo {
             generation,
             pid,
             outbox: Some(outbox),
             control: Some(control),
             reaped: false,
-            word,
+            word: Some(word),
         };
     }
 

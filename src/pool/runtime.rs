@@ -102,8 +102,14 @@ pub(crate) fn spawn_slot(sh: &Arc<Shared>, worker: usize, generation: u64) {
             let outbox = Arc::new(Outbox::new(&sp.channel));
             let control = Arc::new(Outbox::new(&sp.control));
             let tail: Tail = Arc::new(Mutex::new(Default::default()));
-            let word = sp.started_word.try_clone().ok();
-            sh.install(worker, generation, pid, [outbox.clone(), control.clone()], word);
+            sh.install(
+                worker,
+                generation,
+                pid,
+                outbox.clone(),
+                control.clone(),
+                sp.started_word.clone(),
+            );
             sh.reaper_add(pid);
             tokio::spawn(serve(sh.clone(), worker, generation, sp, outbox, control, tail));
             let now = Instant::now();

@@ -11,6 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{ChildStderr, ChildStdout, Command, Stdio};
+use std::sync::Arc;
 
 use crate::config::PoolConfig;
 use crate::error::{Error, Result};
@@ -33,8 +34,9 @@ pub(crate) struct Spawned {
     pub channel: UnixStream,
     /// The host's end of the worker's control channel, non-blocking (written only).
     pub control: UnixStream,
-    /// The worker's started word (a memfd; the worker has its own descriptor of it).
-    pub started_word: OwnedFd,
+    /// The worker's started word (a memfd; the worker has its own descriptor of it), shared by the worker's
+    /// task (which reads it at the death) and its slot (memory sampling reads its cached bytes).
+    pub started_word: Arc<OwnedFd>,
     /// Readable when the process exits (None where pidfds are unavailable: exits are then polled).
     pub pidfd: Option<OwnedFd>,
     pub stdout: Option<ChildStdout>,
@@ -80,7 +82,7 @@ impl HostFds {
             pid,
             channel: self.channel,
             control: self.control,
-            started_word: self.started_word,
+            started_word: Arc::new(self.started_word),
             pidfd: pidfd_open(pid),
             stdout,
             stderr,
